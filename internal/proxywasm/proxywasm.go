@@ -1,0 +1,157 @@
+// Package proxywasm is the guest side of the proxy-wasm ABI (0.2.0) for the
+// standard Go toolchain (GOOS=wasip1 GOARCH=wasm, -buildmode=c-shared).
+//
+// It is deliberately small: host calls as plain functions, the exported
+// callbacks forwarded to one Handler by context id, and an allocator for the
+// values the host writes into guest memory. Three rules keep standard Go safe
+// inside Envoy:
+//
+//  1. Memory the host writes through proxy_on_memory_allocate stays reachable
+//     from a Go root until it has been consumed: values live in an arena that
+//     is reset only when the next top-level callback starts. A value the
+//     filter keeps beyond the callback that fetched it must be copied.
+//  2. Out-parameters are 32-bit slots (uint32), never Go pointers or ints,
+//     which are 64 bits wide on wasm while the ABI's are 32.
+//  3. Nothing blocks: no goroutines, channels, sleeps or runtime.GC. A VM is
+//     single-threaded and Envoy's WASI poll_oneoff may be missing.
+//
+// A panic inside a request callback is recovered, logged at critical level
+// and answered with Continue: in Envoy a trap would kill the worker's VM.
+//
+// The status codes, enums and the header-pairs codec build on every GOOS so
+// they can be tested natively; the host calls need wasip1.
+package proxywasm
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// Status is the proxy-wasm WasmResult returned by host calls.
+type Status uint32
+
+const (
+	StatusOK                   Status = 0
+	StatusNotFound             Status = 1
+	StatusBadArgument          Status = 2
+	StatusSerializationFailure Status = 3
+	StatusParseFailure         Status = 4
+	StatusInvalidMemoryAccess  Status = 6
+	StatusEmpty                Status = 7
+	StatusCASMismatch          Status = 8
+	StatusInternalFailure      Status = 10
+	StatusUnimplemented        Status = 12
+)
+
+// Action is what a stream callback tells the host to do next.
+type Action uint32
+
+const (
+	ActionContinue Action = 0
+	ActionPause    Action = 1
+)
+
+// MapType selects a header map.
+type MapType uint32
+
+const (
+	MapRequestHeaders   MapType = 0
+	MapRequestTrailers  MapType = 1
+	MapResponseHeaders  MapType = 2
+	MapResponseTrailers MapType = 3
+)
+
+// BufferType selects a buffer.
+type BufferType uint32
+
+const (
+	BufferVMConfiguration     BufferType = 6
+	BufferPluginConfiguration BufferType = 7
+)
+
+// LogLevel is a proxy-wasm log level.
+type LogLevel uint32
+
+const (
+	LogTrace    LogLevel = 0
+	LogDebug    LogLevel = 1
+	LogInfo     LogLevel = 2
+	LogWarn     LogLevel = 3
+	LogError    LogLevel = 4
+	LogCritical LogLevel = 5
+)
+
+// MetricType is a proxy-wasm metric type.
+type MetricType uint32
+
+const (
+	MetricCounter   MetricType = 0
+	MetricGauge     MetricType = 1
+	MetricHistogram MetricType = 2
+)
+
+// Handler receives the callbacks of one VM, by context id. Root contexts
+// are created with parent 0, stream contexts with their root's id. A
+// Handler is only ever called from the VM's single thread.
+type Handler interface {
+	OnContextCreate(ctx, parent uint32)
+	OnVMStart(root uint32, vmConfigSize int) bool
+	OnConfigure(root uint32, pluginConfigSize int) bool
+	OnRequestHeaders(ctx uint32, headers int, endOfStream bool) Action
+	OnResponseHeaders(ctx uint32, headers int, endOfStream bool) Action
+	OnLog(ctx uint32)
+	OnDone(ctx uint32) bool
+	OnDelete(ctx uint32)
+}
+
+// AppendPairs appends pairs to dst in the proxy-wasm header-pairs format:
+// u32 count; count x (u32 name length, u32 value length); then each name and
+// each value followed by a NUL byte. All integers are little endian.
+func AppendPairs(dst []byte, pairs [][2]string) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(pairs)))
+	for _, p := range pairs {
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(p[0])))
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(p[1])))
+	}
+	for _, p := range pairs {
+		dst = append(dst, p[0]...)
+		dst = append(dst, 0)
+		dst = append(dst, p[1]...)
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+// ErrMalformedPairs reports header-pairs bytes that do not follow the format.
+var ErrMalformedPairs = errors.New("proxywasm: malformed header pairs")
+
+// ParsePairs decodes the header-pairs format written by AppendPairs. The
+// strings are copies; malformed input gives ErrMalformedPairs.
+func ParsePairs(b []byte) ([][2]string, error) {
+	if len(b) < 4 {
+		return nil, ErrMalformedPairs
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if uint64(n)*8 > uint64(len(b)-4) {
+		return nil, ErrMalformedPairs
+	}
+	sizes := b[4 : 4+8*n]
+	data := b[4+8*n:]
+	pairs := make([][2]string, 0, n)
+	for i := uint32(0); i < n; i++ {
+		var p [2]string
+		for j := 0; j < 2; j++ {
+			size := uint64(binary.LittleEndian.Uint32(sizes[8*i+4*uint32(j):]))
+			if size+1 > uint64(len(data)) || data[size] != 0 {
+				return nil, ErrMalformedPairs
+			}
+			p[j] = string(data[:size])
+			data = data[size+1:]
+		}
+		pairs = append(pairs, p)
+	}
+	if len(data) != 0 {
+		return nil, ErrMalformedPairs
+	}
+	return pairs, nil
+}
