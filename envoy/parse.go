@@ -49,7 +49,8 @@ func decodeSpec(data []byte, ps *problems) *Spec {
 	// Strict: a key given twice is an error, not "last one wins".
 	j, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
-		ps.addf("", "not valid YAML or JSON: %s", strings.TrimPrefix(err.Error(), "error converting YAML to JSON: "))
+		msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")
+		ps.addf("", "not valid YAML or JSON: %s", strings.Join(strings.Fields(msg), " "))
 		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(j))
