@@ -1,0 +1,23 @@
+// Package wasmhost is a proxy-wasm host on wazero that behaves like Envoy (>= 1.33, proxy-wasm
+// ABI 0.2.1) for the parts the tokengate filter relies on. It is the project's stand-in for Envoy
+// on machines where Envoy cannot be installed, so it reproduces Envoy's observable behaviour
+// rather than offering a general-purpose runtime:
+//
+//   - the exact import set Envoy links (proxy-wasm "env" functions and a stub WASI), so a module
+//     that would fail to load in Envoy fails to load here ([Compile]);
+//   - the start sequence with a throw-away canary VM, then N+1 VMs (main thread plus N workers)
+//     ([NewPlugin]);
+//   - restricted host calls while _initialize and the guest allocator run;
+//   - per-stream callbacks, header maps, properties, local replies that flow back through the
+//     filter's response callbacks ([Stream], [VM.Serve]);
+//   - one process-wide shared-data store with Envoy's cas rules ([SharedData]);
+//   - wasm custom metrics named "wasmcustom.<name>" and shared by all VMs ([Metrics]);
+//   - per-VM tickers and wall time driven by an injectable [Clock];
+//   - traps that fail a VM for good, and the FAIL_CLOSED / FAIL_OPEN / FAIL_RELOAD policies.
+//
+// Concurrency: a [VM] is single-threaded like an Envoy worker; its methods serialize on an
+// internal mutex, so different VMs may be driven from different goroutines in parallel.
+// [SharedData] and [Metrics] are safe for concurrent use.
+//
+// See /work/shared/docs/envoy-wasm-host.md for the behaviour reproduced here, point by point.
+package wasmhost

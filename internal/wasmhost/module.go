@@ -1,0 +1,308 @@
+package wasmhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// abiVersion is the proxy-wasm ABI a module declares through its proxy_abi_version_* export.
+type abiVersion int
+
+const (
+	abi010 abiVersion = iota + 1
+	abi020
+	abi021
+)
+
+func (a abiVersion) String() string {
+	switch a {
+	case abi010:
+		return "0.1.0"
+	case abi020:
+		return "0.2.0"
+	case abi021:
+		return "0.2.1"
+	}
+	return "unknown"
+}
+
+// compilationCache is shared by every Module of the process: compiling the same bytes twice
+// (tests, reloads of a plugin configuration) costs a hash lookup.
+var compilationCache = wazero.NewCompilationCache()
+
+// Module is a compiled proxy-wasm module with its own wazero runtime, ready to be started as
+// VMs by NewPlugin. It is safe for concurrent use. Close it when no plugin uses it any more.
+type Module struct {
+	rt        wazero.Runtime
+	cm        wazero.CompiledModule
+	abi       abiVersion
+	allocName string // "malloc" or "proxy_on_memory_allocate"
+	seq       atomic.Uint64
+}
+
+// ABIVersion returns the proxy-wasm ABI version the module declares ("0.2.1", "0.2.0", "0.1.0").
+func (m *Module) ABIVersion() string { return m.abi.String() }
+
+// Compile compiles a proxy-wasm module with wazero's compiler engine and checks it the way
+// Envoy loads it: the module must export proxy_abi_version_0_2_1, _0_2_0 or _0_1_0, must
+// export malloc or proxy_on_memory_allocate, its known callbacks must have the ABI's
+// signatures, and it may import only what Envoy offers (the proxy-wasm functions of its ABI
+// version under "env" and Envoy's stub WASI). Every offending import is named in the error.
+func Compile(ctx context.Context, wasm []byte) (*Module, error) {
+	cfg := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(compilationCache).
+		WithMemoryLimitPages(memoryLimitPages).
+		WithCloseOnContextDone(false)
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+	m, err := compile(ctx, rt, wasm)
+	if err != nil {
+		_ = rt.Close(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
+func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (*Module, error) {
+	cm, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("wasmhost: compile: %w", err)
+	}
+	m := &Module{rt: rt, cm: cm}
+	exports := cm.ExportedFunctions()
+	switch {
+	case exports["proxy_abi_version_0_2_1"] != nil:
+		m.abi = abi021
+	case exports["proxy_abi_version_0_2_0"] != nil:
+		m.abi = abi020
+	case exports["proxy_abi_version_0_1_0"] != nil:
+		m.abi = abi010
+	default:
+		return nil, errors.New("wasmhost: Missing or unknown Proxy-Wasm ABI version")
+	}
+	switch {
+	case exports["malloc"] != nil:
+		m.allocName = "malloc"
+	case exports["proxy_on_memory_allocate"] != nil:
+		m.allocName = "proxy_on_memory_allocate"
+	default:
+		return nil, errors.New("wasmhost: Wasm module is missing malloc function.")
+	}
+	if err := checkExports(exports, m.abi); err != nil {
+		return nil, err
+	}
+
+	env := envFunctions(m.abi)
+	wasi := wasiFunctions()
+	if err := checkImports(cm.ImportedFunctions(), map[string][]hostFn{
+		"env":                    env,
+		"wasi_snapshot_preview1": wasi,
+		"wasi_unstable":          wasi,
+	}); err != nil {
+		return nil, err
+	}
+	for _, hm := range []struct {
+		name string
+		fns  []hostFn
+	}{{"env", env}, {"wasi_snapshot_preview1", wasi}, {"wasi_unstable", wasi}} {
+		b := rt.NewHostModuleBuilder(hm.name)
+		for _, f := range hm.fns {
+			b.NewFunctionBuilder().
+				WithGoModuleFunction(f.goFunc(hm.name), f.params, f.results).
+				WithName(f.name).
+				Export(f.name)
+		}
+		if _, err := b.Instantiate(ctx); err != nil {
+			return nil, fmt.Errorf("wasmhost: host module %s: %w", hm.name, err)
+		}
+	}
+	return m, nil
+}
+
+// Close releases the module's runtime and every VM still instantiated from it.
+func (m *Module) Close(ctx context.Context) error { return m.rt.Close(ctx) }
+
+// exportSig is the signature cpp-host expects of a module export: n i32 params, i32 result or none.
+type exportSig struct {
+	params int
+	result bool
+}
+
+func expectedExports(abi abiVersion) map[string]exportSig {
+	hdr := 3
+	if abi == abi010 {
+		hdr = 2
+	}
+	return map[string]exportSig{
+		"_initialize":                 {0, false},
+		"malloc":                      {1, true},
+		"proxy_on_memory_allocate":    {1, true},
+		"proxy_on_context_create":     {2, false},
+		"proxy_on_vm_start":           {2, true},
+		"proxy_on_configure":          {2, true},
+		"proxy_on_tick":               {1, false},
+		"proxy_on_done":               {1, true},
+		"proxy_on_log":                {1, false},
+		"proxy_on_delete":             {1, false},
+		"proxy_on_request_headers":    {hdr, true},
+		"proxy_on_request_body":       {3, true},
+		"proxy_on_request_trailers":   {2, true},
+		"proxy_on_response_headers":   {hdr, true},
+		"proxy_on_response_body":      {3, true},
+		"proxy_on_response_trailers":  {2, true},
+		"proxy_on_queue_ready":        {2, false},
+		"proxy_on_http_call_response": {5, false},
+	}
+}
+
+func checkExports(exports map[string]api.FunctionDefinition, abi abiVersion) error {
+	var bad []string
+	for name, want := range expectedExports(abi) {
+		def := exports[name]
+		if def == nil {
+			continue
+		}
+		ok := len(def.ParamTypes()) == want.params
+		for _, t := range def.ParamTypes() {
+			ok = ok && t == api.ValueTypeI32
+		}
+		rs := def.ResultTypes()
+		if want.result {
+			ok = ok && len(rs) == 1 && rs[0] == api.ValueTypeI32
+		} else {
+			ok = ok && len(rs) == 0
+		}
+		if !ok {
+			bad = append(bad, fmt.Sprintf("%s%s", name, sigString(def.ParamTypes(), def.ResultTypes())))
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return fmt.Errorf("wasmhost: exports with a wrong signature: %s", strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+func checkImports(imports []api.FunctionDefinition, offered map[string][]hostFn) error {
+	var bad []string
+	for _, def := range imports {
+		mod, name, _ := def.Import()
+		var found *hostFn
+		for i := range offered[mod] {
+			if offered[mod][i].name == name {
+				found = &offered[mod][i]
+				break
+			}
+		}
+		switch {
+		case found == nil:
+			bad = append(bad, mod+"."+name+" (not provided by Envoy)")
+		case !sameTypes(found.params, def.ParamTypes()) || !sameTypes(found.results, def.ResultTypes()):
+			bad = append(bad, fmt.Sprintf("%s.%s%s (Envoy's is %s)", mod, name,
+				sigString(def.ParamTypes(), def.ResultTypes()), sigString(found.params, found.results)))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("wasmhost: module imports what Envoy does not offer: %s", strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+func sameTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func sigString(params, results []api.ValueType) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, t := range params {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(api.ValueTypeName(t))
+	}
+	b.WriteString(")->(")
+	for i, t := range results {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(api.ValueTypeName(t))
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+// Restriction modes: while _initialize runs and while the host calls the guest allocator,
+// cpp-host lets only a few host functions through; any other traps with "restricted_callback".
+const (
+	restrictInit  uint8 = 1 << iota // allowed while _initialize (and main) run
+	restrictAlloc                   // allowed while the guest allocator runs
+)
+
+// hostFn is one host function offered to guests.
+type hostFn struct {
+	name    string
+	params  []api.ValueType
+	results []api.ValueType
+	allow   uint8 // restriction modes in which the function may run
+	fn      func(vm *VM, stack []uint64)
+}
+
+// restrictedCallback is the panic value of a restricted host call; wazero turns it into a trap.
+type restrictedCallback struct{ fn string }
+
+func (r restrictedCallback) Error() string {
+	return "restricted_callback: " + r.fn + " is not allowed here"
+}
+
+func (f hostFn) goFunc(module string) api.GoModuleFunction {
+	fn, allow, full := f.fn, f.allow, module+"."+f.name
+	return api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
+		vm := vmFrom(ctx)
+		if vm.restrict != 0 && vm.restrict&allow == 0 {
+			panic(restrictedCallback{full})
+		}
+		fn(vm, stack)
+	})
+}
+
+var (
+	i32 = api.ValueTypeI32
+	i64 = api.ValueTypeI64
+)
+
+// ints returns n i32 value types.
+func ints(n int) []api.ValueType {
+	t := make([]api.ValueType, n)
+	for i := range t {
+		t[i] = i32
+	}
+	return t
+}
+
+// hf builds a hostFn returning one i32 with n i32 params.
+func hf(name string, n int, allow uint8, fn func(vm *VM, stack []uint64)) hostFn {
+	return hostFn{name: name, params: ints(n), results: ints(1), allow: allow, fn: fn}
+}
+
+// headerArgs is the parameter count of proxy_on_request/response_headers.
+func (m *Module) headerArgs() int {
+	if m.abi == abi010 {
+		return 2
+	}
+	return 3
+}

@@ -1,0 +1,178 @@
+package wasmhost
+
+import "sync"
+
+// SharedData is Envoy's process-wide proxy-wasm shared-data store: key/value pairs in one
+// namespace per vm_id, each value stamped with a cas number. It reproduces Envoy's rules:
+//
+//   - Get of a missing key is StatusNotFound.
+//   - Set on an existing key with cas != 0 and cas != the stored cas is StatusCASMismatch and
+//     changes nothing; otherwise the value is stored. A missing key is created whatever cas was
+//     passed. cas == 0 is an unconditional write.
+//   - cas numbers come from one store-wide uint32 counter that starts at 1, grows by one on
+//     every successful Set of any key in any namespace, and skips 0 when it wraps.
+//   - There is no delete and no size limit; an empty vm_id is a valid namespace. A namespace
+//     used by plugins is dropped when the last plugin using it is closed (Envoy drops it with
+//     the last VM of that vm_id); namespaces never used by a plugin live as long as the store.
+//
+// One mutex guards the whole store, as in Envoy. The zero value is not usable; call
+// NewSharedData. SharedData is safe for concurrent use.
+type SharedData struct {
+	mu      sync.Mutex
+	nextCAS uint32
+	ns      map[string]*sharedNamespace
+}
+
+type sharedNamespace struct {
+	refs    int // plugins holding the namespace
+	entries map[string]*sharedEntry
+	size    int // bytes of keys and values
+}
+
+type sharedEntry struct {
+	value []byte
+	cas   uint32
+}
+
+// NewSharedData returns an empty store whose first successful Set gets cas 1.
+func NewSharedData() *SharedData {
+	return &SharedData{nextCAS: 1, ns: make(map[string]*sharedNamespace)}
+}
+
+// SetNextCAS sets the cas number the next successful Set will get (0 is taken as 1).
+// It exists for tests near the uint32 wrap.
+func (s *SharedData) SetNextCAS(cas uint32) {
+	if cas == 0 {
+		cas = 1
+	}
+	s.mu.Lock()
+	s.nextCAS = cas
+	s.mu.Unlock()
+}
+
+// takeCAS returns the next cas number; s.mu must be held.
+func (s *SharedData) takeCAS() uint32 {
+	c := s.nextCAS
+	s.nextCAS++
+	if s.nextCAS == 0 {
+		s.nextCAS = 1
+	}
+	return c
+}
+
+// Get returns a copy of the value stored under key in namespace vmID and its cas number,
+// or StatusNotFound.
+func (s *SharedData) Get(vmID, key string) (value []byte, cas uint32, st Status) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.lookup(vmID, key)
+	if e == nil {
+		return nil, 0, StatusNotFound
+	}
+	return append([]byte(nil), e.value...), e.cas, StatusOK
+}
+
+// getInto appends the value of key to dst[:0]; key may alias guest memory.
+func (s *SharedData) getInto(vmID string, key []byte, dst []byte) ([]byte, uint32, Status) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.ns[vmID]
+	if n == nil {
+		return dst[:0], 0, StatusNotFound
+	}
+	e := n.entries[string(key)]
+	if e == nil {
+		return dst[:0], 0, StatusNotFound
+	}
+	return append(dst[:0], e.value...), e.cas, StatusOK
+}
+
+func (s *SharedData) lookup(vmID, key string) *sharedEntry {
+	n := s.ns[vmID]
+	if n == nil {
+		return nil
+	}
+	return n.entries[key]
+}
+
+// Set stores a copy of value under key in namespace vmID following Envoy's cas rules
+// (see SharedData). It returns StatusOK or StatusCASMismatch.
+func (s *SharedData) Set(vmID, key string, value []byte, cas uint32) Status {
+	return s.setBytes(vmID, []byte(key), key, value, cas)
+}
+
+// setBytes is Set for a key that may alias guest memory: keyStr, when not empty or when key
+// is empty, is the same key already as a string.
+func (s *SharedData) setBytes(vmID string, key []byte, keyStr string, value []byte, cas uint32) Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.ns[vmID]
+	if n == nil {
+		n = &sharedNamespace{entries: make(map[string]*sharedEntry)}
+		s.ns[vmID] = n
+	}
+	e := n.entries[string(key)]
+	if e == nil {
+		if keyStr == "" && len(key) > 0 {
+			keyStr = string(key)
+		}
+		e = &sharedEntry{value: append(make([]byte, 0, len(value)), value...), cas: s.takeCAS()}
+		n.entries[keyStr] = e
+		n.size += len(keyStr) + len(value)
+		return StatusOK
+	}
+	if cas != 0 && cas != e.cas {
+		return StatusCASMismatch
+	}
+	n.size += len(value) - len(e.value)
+	e.value = append(e.value[:0], value...) // Get always copies, so reuse is safe
+	e.cas = s.takeCAS()
+	return StatusOK
+}
+
+// Len returns the number of keys in namespace vmID.
+func (s *SharedData) Len(vmID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.ns[vmID]; n != nil {
+		return len(n.entries)
+	}
+	return 0
+}
+
+// Size returns the bytes of keys plus values stored in namespace vmID.
+func (s *SharedData) Size(vmID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.ns[vmID]; n != nil {
+		return n.size
+	}
+	return 0
+}
+
+// acquire records that a plugin uses namespace vmID.
+func (s *SharedData) acquire(vmID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.ns[vmID]
+	if n == nil {
+		n = &sharedNamespace{entries: make(map[string]*sharedEntry)}
+		s.ns[vmID] = n
+	}
+	n.refs++
+}
+
+// release drops a plugin's hold on vmID; the last one gone drops the namespace, as Envoy does
+// when the last VM with that vm_id goes away.
+func (s *SharedData) release(vmID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.ns[vmID]
+	if n == nil || n.refs == 0 {
+		return
+	}
+	n.refs--
+	if n.refs == 0 {
+		delete(s.ns, vmID)
+	}
+}

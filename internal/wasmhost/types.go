@@ -1,0 +1,136 @@
+package wasmhost
+
+import "strconv"
+
+// Status is a proxy-wasm WasmResult as returned by host functions.
+type Status uint32
+
+// The WasmResult values of proxy-wasm ABI 0.2.1.
+const (
+	StatusOK                   Status = 0
+	StatusNotFound             Status = 1
+	StatusBadArgument          Status = 2
+	StatusSerializationFailure Status = 3
+	StatusParseFailure         Status = 4
+	StatusInvalidMemoryAccess  Status = 6
+	StatusEmpty                Status = 7
+	StatusCASMismatch          Status = 8
+	StatusInternalFailure      Status = 10
+	StatusUnimplemented        Status = 12
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusOK:
+		return "OK"
+	case StatusNotFound:
+		return "NOT_FOUND"
+	case StatusBadArgument:
+		return "BAD_ARGUMENT"
+	case StatusSerializationFailure:
+		return "SERIALIZATION_FAILURE"
+	case StatusParseFailure:
+		return "PARSE_FAILURE"
+	case StatusInvalidMemoryAccess:
+		return "INVALID_MEMORY_ACCESS"
+	case StatusEmpty:
+		return "EMPTY"
+	case StatusCASMismatch:
+		return "CAS_MISMATCH"
+	case StatusInternalFailure:
+		return "INTERNAL_FAILURE"
+	case StatusUnimplemented:
+		return "UNIMPLEMENTED"
+	}
+	return "Status(" + strconv.FormatUint(uint64(s), 10) + ")"
+}
+
+// LogLevel is a proxy-wasm log level, from LogTrace (0) to LogCritical (5).
+type LogLevel int
+
+// Log levels of proxy_log.
+const (
+	LogTrace LogLevel = iota
+	LogDebug
+	LogInfo
+	LogWarn
+	LogError
+	LogCritical
+)
+
+func (l LogLevel) String() string {
+	switch l {
+	case LogTrace:
+		return "trace"
+	case LogDebug:
+		return "debug"
+	case LogInfo:
+		return "info"
+	case LogWarn:
+		return "warn"
+	case LogError:
+		return "error"
+	case LogCritical:
+		return "critical"
+	}
+	return "LogLevel(" + strconv.Itoa(int(l)) + ")"
+}
+
+// FailurePolicy is Envoy's failure_policy for a plugin whose VM has failed (trapped).
+// The zero value is FailClosed, Envoy's default.
+type FailurePolicy int
+
+const (
+	// FailClosed answers every request on a failed VM with a 503 local reply.
+	FailClosed FailurePolicy = iota
+	// FailOpen leaves the filter out: requests on a failed VM pass untouched.
+	FailOpen
+	// FailReload starts a fresh VM (full start sequence) once a jittered back-off has
+	// elapsed on the plugin's Clock; requests get 503 until then.
+	FailReload
+)
+
+func (p FailurePolicy) String() string {
+	switch p {
+	case FailClosed:
+		return "FAIL_CLOSED"
+	case FailOpen:
+		return "FAIL_OPEN"
+	case FailReload:
+		return "FAIL_RELOAD"
+	}
+	return "FailurePolicy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// Action is what a stream callback returned: Continue (0) or Pause / StopIteration (1).
+// Values above 1 (Envoy's StopAllIteration variants) are passed through and treated as Pause.
+type Action int
+
+// Filter actions.
+const (
+	Continue Action = 0
+	Pause    Action = 1
+)
+
+// Header map types of the proxy-wasm ABI.
+const (
+	mapRequestHeaders   = 0
+	mapRequestTrailers  = 1
+	mapResponseHeaders  = 2
+	mapResponseTrailers = 3
+)
+
+// Buffer types of the proxy-wasm ABI.
+const (
+	bufRequestBody   = 0
+	bufResponseBody  = 1
+	bufVMConfig      = 6
+	bufPluginConfig  = 7
+	metricCounter    = 0
+	metricGauge      = 1
+	metricHistogram  = 2
+	rootContextID    = 1
+	maxPairsBytes    = 1 << 20
+	maxPairsCount    = 1024
+	memoryLimitPages = 16384 // 1 GiB, V8's cap
+)

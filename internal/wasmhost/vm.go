@@ -1,0 +1,465 @@
+package wasmhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// VM is one instance of the module: Envoy's VM of the main thread or of one worker thread.
+// Like an Envoy worker it is single-threaded: every method serializes on an internal mutex,
+// so any goroutine may drive it, and different VMs run in parallel.
+//
+// A VM that traps is failed for good (see Failed); under FailReload a fresh instance replaces
+// it in place (same *VM) once the back-off has elapsed.
+type VM struct {
+	mu   sync.Mutex
+	p    *Plugin
+	name string // "canary", "main", "worker-<i>"
+	ctx  *vmCtx
+
+	// The live instance; replaced by a reload.
+	inst     api.Module
+	mem      api.Memory
+	fnAlloc  api.Function
+	fns      exportFns
+	gen      uint64 // instance generation, bumped by every (re)start
+	nextID   uint32 // next stream context id
+	started  bool   // the start sequence completed
+	failed   bool
+	failErr  error
+	trapNext bool
+
+	// Reload state (FailReload).
+	reloadAt time.Time
+	reloads  int
+
+	// Per-callback state.
+	restrict uint8   // restrictInit / restrictAlloc while those phases run
+	phase    phase   // which root callback runs (for buffers 6 and 7)
+	cur      *Stream // stream whose callback runs; nil for the root context
+	effSet   bool    // proxy_set_effective_context was called during this callback
+	eff      *Stream // the effective context when effSet (nil: root)
+	streams  map[uint32]*Stream
+
+	stack      []uint64 // reused for export calls
+	allocStack []uint64 // reused for allocator calls (re-entrant from host functions)
+	scratch    []byte   // reused for values returned to the guest
+
+	tickPeriod time.Duration
+	nextTick   time.Time
+	lastMono   int64
+
+	metricSlots [3][]*metric // by type; id = (index+1)<<2 | type
+	lines       [3][]byte    // partial fd_write lines of fd 1 and 2
+	capture     *[]string    // error/critical log lines, collected for the canary
+	rootProps   map[string][]byte
+	pendingDone bool
+}
+
+type phase uint8
+
+const (
+	phaseNone phase = iota
+	phaseVMStart
+	phaseConfigure
+)
+
+// exportFns are the module's callbacks, resolved once per instance; nil when not exported.
+type exportFns struct {
+	initialize, start                                       api.Function
+	contextCreate, vmStart, configure, tick, done, log, del api.Function
+	reqHeaders, reqBody, reqTrailers                        api.Function
+	respHeaders, respBody, respTrailers                     api.Function
+}
+
+// vmCtx is the context every guest call of a VM runs with; host functions find their VM in it.
+type vmCtx struct {
+	context.Context
+	vm *VM
+}
+
+type vmKey struct{}
+
+func (c *vmCtx) Value(key any) any {
+	if key == (vmKey{}) {
+		return c.vm
+	}
+	return c.Context.Value(key)
+}
+
+func vmFrom(ctx context.Context) *VM {
+	if c, ok := ctx.(*vmCtx); ok {
+		return c.vm
+	}
+	return ctx.Value(vmKey{}).(*VM)
+}
+
+// errTestTrap is the trap TrapNextCallback injects.
+var errTestTrap = errors.New("wasmhost: trap injected by TrapNextCallback")
+
+func newVM(p *Plugin, name string) *VM {
+	vm := &VM{
+		p:          p,
+		name:       name,
+		stack:      make([]uint64, 8),
+		allocStack: make([]uint64, 1),
+		streams:    make(map[uint32]*Stream),
+	}
+	vm.ctx = &vmCtx{Context: context.Background(), vm: vm}
+	return vm
+}
+
+// Name returns the VM's name: "main", "worker-<i>" or "canary".
+func (vm *VM) Name() string { return vm.name }
+
+// start instantiates a fresh instance and runs Envoy's start sequence: _initialize (restricted),
+// proxy_on_context_create(1, 0), proxy_on_vm_start(1, vm_config_size),
+// proxy_on_configure(1, plugin_config_size). vm.mu must be held.
+func (vm *VM) start() error {
+	m := vm.p.module
+	if vm.inst != nil {
+		_ = vm.inst.Close(context.Background())
+		vm.inst = nil
+	}
+	vm.gen++
+	vm.failed, vm.failErr, vm.started = false, nil, false
+	vm.nextID = rootContextID + 1
+	vm.streams = make(map[uint32]*Stream)
+	vm.tickPeriod, vm.nextTick = 0, time.Time{}
+	vm.metricSlots = [3][]*metric{}
+	vm.rootProps = nil
+	vm.cur, vm.effSet, vm.eff = nil, false, nil
+
+	name := fmt.Sprintf("%s-%s-%d", vm.p.cfg.Name, vm.name, m.seq.Add(1))
+	inst, err := m.rt.InstantiateModule(vm.ctx, m.cm,
+		wazero.NewModuleConfig().WithName(name).WithStartFunctions())
+	if err != nil {
+		vm.failed, vm.failErr = true, err
+		return fmt.Errorf("instantiate: %w", err)
+	}
+	vm.inst = inst
+	vm.mem = inst.Memory()
+	if vm.mem == nil {
+		vm.failed, vm.failErr = true, errors.New("module exports no memory")
+		return vm.failErr
+	}
+	vm.fnAlloc = inst.ExportedFunction(m.allocName)
+	vm.fns = exportFns{
+		initialize:    inst.ExportedFunction("_initialize"),
+		start:         inst.ExportedFunction("_start"),
+		contextCreate: inst.ExportedFunction("proxy_on_context_create"),
+		vmStart:       inst.ExportedFunction("proxy_on_vm_start"),
+		configure:     inst.ExportedFunction("proxy_on_configure"),
+		tick:          inst.ExportedFunction("proxy_on_tick"),
+		done:          inst.ExportedFunction("proxy_on_done"),
+		log:           inst.ExportedFunction("proxy_on_log"),
+		del:           inst.ExportedFunction("proxy_on_delete"),
+		reqHeaders:    inst.ExportedFunction("proxy_on_request_headers"),
+		reqBody:       inst.ExportedFunction("proxy_on_request_body"),
+		reqTrailers:   inst.ExportedFunction("proxy_on_request_trailers"),
+		respHeaders:   inst.ExportedFunction("proxy_on_response_headers"),
+		respBody:      inst.ExportedFunction("proxy_on_response_body"),
+		respTrailers:  inst.ExportedFunction("proxy_on_response_trailers"),
+	}
+
+	init := vm.fns.initialize
+	if init == nil {
+		init = vm.fns.start
+	}
+	if init != nil {
+		vm.restrict = restrictInit
+		_, ok := vm.invoke(init, nil, 0)
+		vm.restrict = 0
+		if !ok {
+			return fmt.Errorf("_initialize: %w", vm.failErr)
+		}
+	}
+	if fn := vm.fns.contextCreate; fn != nil {
+		vm.stack[0], vm.stack[1] = rootContextID, 0
+		if _, ok := vm.invoke(fn, nil, 2); !ok {
+			return fmt.Errorf("proxy_on_context_create: %w", vm.failErr)
+		}
+	}
+	if fn := vm.fns.vmStart; fn != nil {
+		vm.phase = phaseVMStart
+		vm.stack[0], vm.stack[1] = rootContextID, uint64(len(vm.p.cfg.VMConfiguration))
+		r, ok := vm.invoke(fn, nil, 2)
+		vm.phase = phaseNone
+		if !ok {
+			return fmt.Errorf("proxy_on_vm_start: %w", vm.failErr)
+		}
+		if uint32(r) == 0 {
+			vm.failed, vm.failErr = true, errors.New("proxy_on_vm_start returned false")
+			return vm.failErr
+		}
+	}
+	if fn := vm.fns.configure; fn != nil {
+		vm.phase = phaseConfigure
+		vm.stack[0], vm.stack[1] = rootContextID, uint64(len(vm.p.cfg.Configuration))
+		r, ok := vm.invoke(fn, nil, 2)
+		vm.phase = phaseNone
+		if !ok {
+			return fmt.Errorf("proxy_on_configure: %w", vm.failErr)
+		}
+		if uint32(r) == 0 {
+			vm.failed, vm.failErr = true, errors.New("proxy_on_configure returned false")
+			return vm.failErr
+		}
+	}
+	vm.started = true
+	return nil
+}
+
+// invoke calls fn with the first nargs values of vm.stack for the context of stream s (nil:
+// root). It returns the first result and false if the guest trapped, in which case the VM is
+// failed. vm.mu must be held.
+func (vm *VM) invoke(fn api.Function, s *Stream, nargs int) (uint64, bool) {
+	if vm.failed {
+		return 0, false
+	}
+	prevCur, prevEffSet, prevEff := vm.cur, vm.effSet, vm.eff
+	vm.cur, vm.effSet, vm.eff = s, false, nil
+	var err error
+	if vm.trapNext {
+		vm.trapNext = false
+		err = errTestTrap
+	} else {
+		err = fn.CallWithStack(vm.ctx, vm.stack)
+	}
+	vm.cur, vm.effSet, vm.eff = prevCur, prevEffSet, prevEff
+	vm.flushLines()
+	if err != nil {
+		vm.fail(err)
+		return 0, false
+	}
+	return vm.stack[0], true
+}
+
+// fail marks the VM failed for good and logs the crash like Envoy ("Plugin Crash: ...").
+func (vm *VM) fail(err error) {
+	if vm.failed {
+		return
+	}
+	vm.failed, vm.failErr = true, err
+	vm.logString(LogCritical, "Plugin Crash: "+err.Error())
+	if vm.p.cfg.FailurePolicy == FailReload && vm.name != "canary" {
+		vm.reloadAt = vm.p.clock.Now().Add(vm.p.reloadDelay(vm.reloads))
+	}
+}
+
+// maybeReload restarts a failed VM under FailReload once its back-off has elapsed on the
+// Clock. vm.mu must be held.
+func (vm *VM) maybeReload() {
+	if !vm.failed || vm.p.cfg.FailurePolicy != FailReload || vm.name == "canary" {
+		return
+	}
+	if vm.p.clock.Now().Before(vm.reloadAt) {
+		return
+	}
+	vm.reloads++
+	if err := vm.start(); err != nil {
+		vm.failed = true
+		vm.logString(LogError, "reload failed: "+err.Error())
+		vm.reloadAt = vm.p.clock.Now().Add(vm.p.reloadDelay(vm.reloads))
+		return
+	}
+	vm.reloads = 0
+	vm.p.reloadCount.Add(1)
+}
+
+// Failed reports whether the VM has trapped (or failed to start) and not been reloaded since.
+func (vm *VM) Failed() bool {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.failed
+}
+
+// Err returns the error that failed the VM, or nil.
+func (vm *VM) Err() error {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.failErr
+}
+
+// TrapNextCallback makes the next guest callback on this VM trap instead of running.
+// It is a test hook; product code never calls it.
+func (vm *VM) TrapNextCallback() {
+	vm.mu.Lock()
+	vm.trapNext = true
+	vm.mu.Unlock()
+}
+
+// MemoryPages returns the size of the VM's linear memory in 64 KiB pages.
+func (vm *VM) MemoryPages() uint32 {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.mem == nil {
+		return 0
+	}
+	return vm.mem.Size() / 65536
+}
+
+// Tick fires proxy_on_tick for the root context if the tick period the guest set has
+// elapsed on the Clock, then re-arms the timer one period after the callback returns.
+// It does nothing on a failed VM or when no period is set.
+func (vm *VM) Tick() {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.failed || vm.tickPeriod <= 0 || vm.fns.tick == nil {
+		return
+	}
+	if vm.p.clock.Now().Before(vm.nextTick) {
+		return
+	}
+	vm.stack[0] = rootContextID
+	if _, ok := vm.invoke(vm.fns.tick, nil, 1); !ok {
+		return
+	}
+	if vm.tickPeriod > 0 {
+		vm.nextTick = vm.p.clock.Now().Add(vm.tickPeriod)
+	}
+}
+
+// shutdown runs the root context's proxy_on_done and proxy_on_delete and closes the instance.
+func (vm *VM) shutdown(ctx context.Context) error {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.inst == nil {
+		return nil
+	}
+	if !vm.failed && vm.started {
+		if fn := vm.fns.done; fn != nil {
+			vm.stack[0] = rootContextID
+			vm.pendingDone = true
+			vm.invoke(fn, nil, 1)
+			vm.pendingDone = false
+		}
+		if fn := vm.fns.del; fn != nil && !vm.failed {
+			vm.stack[0] = rootContextID
+			vm.invoke(fn, nil, 1)
+		}
+	}
+	err := vm.inst.Close(ctx)
+	vm.inst = nil
+	vm.failed, vm.started = true, false
+	if vm.failErr == nil {
+		vm.failErr = errors.New("VM closed")
+	}
+	return err
+}
+
+// context returns the effective stream of the running callback (nil: root context).
+func (vm *VM) stream() *Stream {
+	if vm.effSet {
+		return vm.eff
+	}
+	return vm.cur
+}
+
+// logString delivers a log line to the plugin's Log function and the canary capture.
+func (vm *VM) logString(level LogLevel, msg string) {
+	if vm.capture != nil && level >= LogError {
+		*vm.capture = append(*vm.capture, level.String()+": "+msg)
+	}
+	if l := vm.p.cfg.Log; l != nil {
+		l(level, vm.name, msg)
+	}
+}
+
+// logBytes is logString for a message in guest memory; it allocates only when someone listens.
+func (vm *VM) logBytes(level LogLevel, msg []byte) {
+	if level < vm.p.cfg.LogLevel {
+		return
+	}
+	if vm.p.cfg.Log == nil && (vm.capture == nil || level < LogError) {
+		return
+	}
+	vm.logString(level, string(msg))
+}
+
+// writeLines buffers fd_write output of fd 1 (info) or 2 (error) and logs complete lines.
+func (vm *VM) writeLines(fd uint32, b []byte) {
+	if vm.p.cfg.Log == nil && vm.capture == nil {
+		return
+	}
+	buf := append(vm.lines[fd], b...)
+	for {
+		i := strings.IndexByte(string(buf), '\n')
+		if i < 0 {
+			break
+		}
+		vm.logBytes(fdLevel(fd), buf[:i])
+		buf = buf[i+1:]
+	}
+	vm.lines[fd] = append(vm.lines[fd][:0], buf...)
+}
+
+func (vm *VM) flushLines() {
+	for fd := uint32(1); fd <= 2; fd++ {
+		if len(vm.lines[fd]) > 0 {
+			vm.logBytes(fdLevel(fd), vm.lines[fd])
+			vm.lines[fd] = vm.lines[fd][:0]
+		}
+	}
+}
+
+func fdLevel(fd uint32) LogLevel {
+	if fd == 2 {
+		return LogError
+	}
+	return LogInfo
+}
+
+// allocTrap carries a trap of the guest allocator out of the host function that called it.
+type allocTrap struct{ err error }
+
+func (a allocTrap) Error() string { return "guest allocator trapped: " + a.err.Error() }
+
+// writeOut copies data into guest memory allocated by the guest's allocator and stores the
+// pointer and length in the two out-slots. Empty data: pointer 0, length 0, no allocation.
+func (vm *VM) writeOut(data []byte, ptrSlot, sizeSlot uint32) Status {
+	var ptr uint32
+	if len(data) > 0 {
+		prev := vm.restrict
+		vm.restrict = restrictAlloc
+		vm.allocStack[0] = uint64(len(data))
+		err := vm.fnAlloc.CallWithStack(vm.ctx, vm.allocStack)
+		vm.restrict = prev
+		if err != nil {
+			panic(allocTrap{err})
+		}
+		ptr = api.DecodeU32(vm.allocStack[0])
+		if ptr == 0 || !vm.mem.Write(ptr, data) {
+			return StatusInvalidMemoryAccess
+		}
+	}
+	if !vm.mem.WriteUint32Le(ptrSlot, ptr) || !vm.mem.WriteUint32Le(sizeSlot, uint32(len(data))) {
+		return StatusInvalidMemoryAccess
+	}
+	return StatusOK
+}
+
+// read returns a view of guest memory; it is invalid after any call into the guest.
+func (vm *VM) read(ptr, size uint32) ([]byte, bool) {
+	if size == 0 {
+		return nil, true
+	}
+	return vm.mem.Read(ptr, size)
+}
+
+// monotonic returns a monotonic reading in ns derived from the Clock, never decreasing.
+func (vm *VM) monotonic() int64 {
+	n := int64(vm.p.clock.Now().Sub(vm.p.monoBase)) + int64(time.Second)
+	if n < vm.lastMono {
+		n = vm.lastMono
+	}
+	vm.lastMono = n
+	return n
+}

@@ -1,0 +1,192 @@
+package wasmhost
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"sort"
+	"strconv"
+
+	"github.com/tetratelabs/wazero/api"
+)
+
+// WASI errno values used by Envoy's stub WASI.
+const (
+	errnoSuccess = 0
+	errnoBadf    = 8
+	errnoFault   = 21
+	errnoInval   = 28
+	errnoNoent   = 44
+	errnoNosys   = 52
+	errnoNotsup  = 58
+)
+
+// wasiFunctions returns Envoy's stub WASI (>= 1.33), offered under both
+// "wasi_snapshot_preview1" and "wasi_unstable". Nothing else of WASI exists: a module that
+// imports, say, path_filestat_get fails to load, as in Envoy.
+func wasiFunctions() []hostFn {
+	const (
+		ini   = restrictInit
+		both  = restrictInit | restrictAlloc
+		never = 0
+	)
+	return []hostFn{
+		hf("args_get", 2, ini, func(vm *VM, s []uint64) { ret(s, errnoSuccess) }),
+		hf("args_sizes_get", 2, ini, wasiArgsSizesGet),
+		hf("environ_get", 2, ini, wasiEnvironGet),
+		hf("environ_sizes_get", 2, ini, wasiEnvironSizesGet),
+		{name: "clock_time_get", params: []api.ValueType{i32, i64, i32}, results: ints(1), allow: both, fn: wasiClockTimeGet},
+		hf("fd_close", 1, ini, func(vm *VM, s []uint64) { ret(s, errnoNosys) }),
+		hf("fd_fdstat_get", 2, ini, wasiFdFdstatGet),
+		hf("fd_fdstat_set_flags", 2, ini, func(vm *VM, s []uint64) { ret(s, errnoNosys) }),
+		hf("fd_prestat_get", 2, ini, func(vm *VM, s []uint64) { ret(s, errnoBadf) }),
+		hf("fd_prestat_dir_name", 3, ini, func(vm *VM, s []uint64) { ret(s, errnoBadf) }),
+		hf("fd_write", 4, both, wasiFdWrite),
+		hf("fd_read", 4, never, func(vm *VM, s []uint64) { ret(s, errnoNosys) }),
+		{name: "fd_seek", params: []api.ValueType{i32, i64, i32, i32}, results: ints(1), fn: func(vm *VM, s []uint64) { ret(s, errnoNosys) }},
+		{name: "path_open", params: []api.ValueType{i32, i32, i32, i32, i32, i64, i64, i32, i32}, results: ints(1),
+			fn: func(vm *VM, s []uint64) { ret(s, errnoNoent) }},
+		hf("poll_oneoff", 4, both, wasiPollOneoff),
+		{name: "proc_exit", params: ints(1), fn: wasiProcExit, allow: both},
+		hf("random_get", 2, ini, wasiRandomGet),
+		hf("sched_yield", 0, never, func(vm *VM, s []uint64) { ret(s, errnoSuccess) }),
+	}
+}
+
+func ret32(s []uint64, errno uint32) { s[0] = uint64(errno) }
+
+func wasiArgsSizesGet(vm *VM, s []uint64) {
+	if !vm.mem.WriteUint32Le(u32(s, 0), 0) || !vm.mem.WriteUint32Le(u32(s, 1), 0) {
+		ret32(s, errnoFault)
+		return
+	}
+	ret32(s, errnoSuccess)
+}
+
+// environ returns the configured environment as sorted "K=V" strings.
+func (p *Plugin) environ() []string {
+	env := make([]string, 0, len(p.cfg.Env))
+	for k, v := range p.cfg.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env
+}
+
+func wasiEnvironSizesGet(vm *VM, s []uint64) {
+	env := vm.p.environ()
+	size := 0
+	for _, e := range env {
+		size += len(e) + 1
+	}
+	if !vm.mem.WriteUint32Le(u32(s, 0), uint32(len(env))) || !vm.mem.WriteUint32Le(u32(s, 1), uint32(size)) {
+		ret32(s, errnoFault)
+		return
+	}
+	ret32(s, errnoSuccess)
+}
+
+func wasiEnvironGet(vm *VM, s []uint64) {
+	ptrs, buf := u32(s, 0), u32(s, 1)
+	for i, e := range vm.p.environ() {
+		b := append([]byte(e), 0)
+		if !vm.mem.WriteUint32Le(ptrs+uint32(4*i), buf) || !vm.mem.Write(buf, b) {
+			ret32(s, errnoFault)
+			return
+		}
+		buf += uint32(len(b))
+	}
+	ret32(s, errnoSuccess)
+}
+
+// wasiClockTimeGet reads the plugin Clock: realtime (0) as Unix ns, monotonic (1) as ns since
+// the plugin started (plus 1 s), never decreasing per VM. Other clocks are ENOTSUP.
+func wasiClockTimeGet(vm *VM, s []uint64) {
+	var t int64
+	switch u32(s, 0) {
+	case 0:
+		t = vm.p.clock.Now().UnixNano()
+	case 1:
+		t = vm.monotonic()
+	default:
+		ret32(s, errnoNotsup)
+		return
+	}
+	if !vm.mem.WriteUint64Le(u32(s, 2), uint64(t)) {
+		ret32(s, errnoFault)
+		return
+	}
+	ret32(s, errnoSuccess)
+}
+
+// wasiFdFdstatGet reports stdin, stdout and stderr as character devices; other fds are EBADF.
+func wasiFdFdstatGet(vm *VM, s []uint64) {
+	fd := u32(s, 0)
+	if fd > 2 {
+		ret32(s, errnoBadf)
+		return
+	}
+	var st [24]byte
+	st[0] = 2 // character device
+	binary.LittleEndian.PutUint64(st[8:], ^uint64(0))
+	binary.LittleEndian.PutUint64(st[16:], ^uint64(0))
+	if !vm.mem.Write(u32(s, 1), st[:]) {
+		ret32(s, errnoFault)
+		return
+	}
+	ret32(s, errnoSuccess)
+}
+
+// wasiFdWrite turns writes to fd 1 and 2 into info and error log lines.
+func wasiFdWrite(vm *VM, s []uint64) {
+	fd, iovs, n, out := u32(s, 0), u32(s, 1), u32(s, 2), u32(s, 3)
+	if fd != 1 && fd != 2 {
+		ret32(s, errnoBadf)
+		return
+	}
+	var total uint32
+	for i := uint32(0); i < n; i++ {
+		ptr, ok1 := vm.mem.ReadUint32Le(iovs + 8*i)
+		l, ok2 := vm.mem.ReadUint32Le(iovs + 8*i + 4)
+		if !ok1 || !ok2 {
+			ret32(s, errnoFault)
+			return
+		}
+		b, ok := vm.read(ptr, l)
+		if !ok {
+			ret32(s, errnoFault)
+			return
+		}
+		vm.writeLines(fd, b)
+		total += l
+	}
+	if !vm.mem.WriteUint32Le(out, total) {
+		ret32(s, errnoFault)
+		return
+	}
+	ret32(s, errnoSuccess)
+}
+
+// wasiPollOneoff returns at once with no events, like Envoy's stub (after cpp-host #533).
+func wasiPollOneoff(vm *VM, s []uint64) {
+	if !vm.mem.WriteUint32Le(u32(s, 3), 0) {
+		ret32(s, errnoFault)
+		return
+	}
+	ret32(s, errnoSuccess)
+}
+
+// wasiProcExit only logs, like Envoy; the Go runtime then executes unreachable and traps.
+func wasiProcExit(vm *VM, s []uint64) {
+	vm.flushLines()
+	vm.logString(LogError, "wasi proc_exit("+strconv.Itoa(int(int32(u32(s, 0))))+")")
+}
+
+func wasiRandomGet(vm *VM, s []uint64) {
+	b, ok := vm.read(u32(s, 0), u32(s, 1))
+	if !ok {
+		ret32(s, errnoFault)
+		return
+	}
+	_, _ = rand.Read(b)
+	ret32(s, errnoSuccess)
+}
