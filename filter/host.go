@@ -1,0 +1,88 @@
+//go:build wasip1
+
+package main
+
+import (
+	"github.com/tokengate/tokengate/internal/limiter"
+	"github.com/tokengate/tokengate/internal/proxywasm"
+)
+
+// sharedData is the limiter's Store over the host's shared data.
+type sharedData struct{}
+
+func (sharedData) GetSharedData(key []byte) ([]byte, uint32, error) {
+	v, cas, st := proxywasm.GetSharedData(key)
+	return v, cas, statusErr(st)
+}
+
+func (sharedData) SetSharedData(key, value []byte, cas uint32) error {
+	return statusErr(proxywasm.SetSharedData(key, value, cas))
+}
+
+// errSharedData stands for every other host failure: preallocated, so an
+// error costs no allocation on the request path.
+var errSharedData = &hostError{"shared data: host call failed"}
+
+type hostError struct{ msg string }
+
+func (e *hostError) Error() string { return e.msg }
+
+func statusErr(st proxywasm.Status) error {
+	switch st {
+	case proxywasm.StatusOK:
+		return nil
+	case proxywasm.StatusNotFound:
+		return limiter.ErrNotFound
+	case proxywasm.StatusCASMismatch:
+		return limiter.ErrCASMismatch
+	}
+	return errSharedData
+}
+
+// metrics maps the limiter's per-rule counters to proxy-wasm metric ids.
+type metrics struct {
+	ids [][limiter.NumCounters]uint32
+}
+
+func (m *metrics) Add(rule int, c limiter.Counter, delta int64) {
+	if id := m.ids[rule][c]; id != 0 {
+		proxywasm.IncrementMetric(id, delta)
+	}
+}
+
+// request is the limiter's view of the current request headers. The pseudo
+// headers are fetched once per request; values are valid for the callback.
+type request struct {
+	pseudo [3][]byte
+	found  [3]bool
+	have   uint8
+}
+
+var pseudoNames = [3]string{":path", ":method", ":authority"}
+
+func (r *request) reset() { *r = request{} }
+
+func (r *request) Header(name string) ([]byte, bool) {
+	for i, p := range pseudoNames {
+		if name == p {
+			if r.have&(1<<i) == 0 {
+				r.pseudo[i], r.found[i] = header(name)
+				r.have |= 1 << i
+			}
+			return r.pseudo[i], r.found[i]
+		}
+	}
+	return header(name)
+}
+
+func header(name string) ([]byte, bool) {
+	v, st := proxywasm.GetHeader(proxywasm.MapRequestHeaders, name)
+	return v, st == proxywasm.StatusOK
+}
+
+const propSourceAddress = "source\x00address"
+
+func (r *request) SourceAddress() ([]byte, bool) {
+	v, st := proxywasm.GetProperty(propSourceAddress)
+	return v, st == proxywasm.StatusOK && len(v) > 0
+}

@@ -1,0 +1,388 @@
+// Package limiter decides whether a request may pass: it matches the rules
+// of a configuration, builds each rule's client key, and takes tokens from
+// that client's bucket in proxy-wasm shared data with compare-and-swap, so
+// every worker VM of one Envoy draws from the same budget.
+//
+// It talks to the host only through Store and Metrics and is handed the time,
+// so it runs natively in tests against the project's Envoy-faithful store.
+// A Limiter belongs to one VM and is not safe for concurrent use; VMs share
+// state only through the Store.
+package limiter
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/tokengate/tokengate/internal/bucket"
+	"github.com/tokengate/tokengate/internal/config"
+)
+
+// Counter names one per-rule metric.
+type Counter uint8
+
+const (
+	CounterAllowed       Counter = iota // requests the rule admitted
+	CounterLimited                      // requests the rule rejected
+	CounterShadowLimited                // requests a shadow rule would have rejected
+	CounterCASRetries                   // compare-and-swap attempts lost to another worker
+	CounterFailureMode                  // decisions taken by failure_mode (shared data unusable)
+	CounterEvictions                    // full buckets forgotten to make room
+	CounterShared                       // requests served from another client's bucket (set full)
+	CounterGarbage                      // shared-data values that were not ours, reset
+	NumCounters
+)
+
+var counterNames = [NumCounters]string{
+	"allowed", "limited", "shadow_limited", "cas_retries", "failure_mode", "evictions", "shared", "garbage_reset",
+}
+
+func (c Counter) String() string { return counterNames[c] }
+
+// MetricName returns the proxy-wasm metric name of a rule's counter. Envoy
+// exposes it as "wasmcustom." + the name.
+func MetricName(rule string, c Counter) string {
+	return "tokengate." + rule + "." + counterNames[c]
+}
+
+// Metrics receives counter increments, by rule index.
+type Metrics interface {
+	Add(rule int, c Counter, delta int64)
+}
+
+// Verdict is the outcome of one rule for one request.
+type Verdict struct {
+	Rule       int   // index in the configuration's rules
+	Allowed    bool  // the rule admitted the request (a shadow rule may not have)
+	Failure    bool  // decided by failure_mode: Remaining and Reset are unknown
+	Remaining  int64 // tokens left after this request
+	Reset      int64 // nanoseconds until the bucket is full again
+	RetryAfter int64 // when !Allowed: nanoseconds until cost tokens are back
+}
+
+// Decision is the outcome of all matching rules for one request, in rule
+// order. Rules are checked until one that is not shadow rejects; tokens
+// taken by the rules before it stay taken (a rejected client keeps paying
+// for its attempts), and rules after it are not checked. It is reused by the
+// next Decide: copy what must outlive it.
+type Decision struct {
+	Verdicts []Verdict
+	Denied   bool // a non-shadow rule rejected the request
+	Deny     int  // index in Verdicts of that rule, when Denied
+}
+
+type rule struct {
+	cfg    *config.Rule
+	limit  bucket.Limit
+	prefix []byte // shared-data key prefix of the rule's sets
+	nsets  uint64
+	policy string // the rule's RateLimit-Policy item
+}
+
+// Limiter applies one configuration. The zero value is not usable: use New
+// then Start.
+type Limiter struct {
+	cfg      *config.Config
+	store    Store
+	metrics  Metrics
+	rules    []rule
+	seedKey  []byte
+	epochKey []byte
+	seed     uint64
+	// lastCAS is the newest cas this VM has seen. Every key created after
+	// it was read has a larger cas (modulo 2^32 wraps), so a Set with it on
+	// a key found missing creates the key but cannot overwrite one that
+	// another worker created in between: creation is made atomic.
+	lastCAS uint32
+
+	keyBuf   []byte
+	nameBuf  []byte
+	setBuf   [setLen]byte
+	decision Decision
+}
+
+// New prepares a limiter for cfg. plugin names the shared-data namespace
+// inside the vm_id: filters with the same plugin name and rule name share
+// buckets. Call Start before Decide.
+func New(cfg *config.Config, plugin string, store Store, m Metrics) *Limiter {
+	l := &Limiter{
+		cfg:      cfg,
+		store:    store,
+		metrics:  m,
+		seedKey:  []byte("tokengate/" + plugin + "/seed"),
+		epochKey: []byte("tokengate/" + plugin + "/epoch"),
+		keyBuf:   make([]byte, 0, 256),
+		nameBuf:  make([]byte, 0, 128),
+	}
+	l.decision.Verdicts = make([]Verdict, 0, len(cfg.Rules))
+	for i := range cfg.Rules {
+		r := &cfg.Rules[i]
+		l.rules = append(l.rules, rule{
+			cfg:    r,
+			limit:  r.Limit(),
+			prefix: []byte("tokengate/" + plugin + "/" + r.Name + "/"),
+			nsets:  uint64((cfg.Slots + ways - 1) / ways),
+			policy: policyItem(r),
+		})
+	}
+	return l
+}
+
+// Start learns the shared hash seed (creating it from random if this is the
+// first VM) and a current cas. Call it once, while configuring.
+func (l *Limiter) Start(now int64, random uint64) error {
+	var stamp [8]byte
+	binary.LittleEndian.PutUint64(stamp[:], uint64(now))
+	if err := l.store.SetSharedData(l.epochKey, stamp[:], 0); err != nil {
+		return fmt.Errorf("writing %s: %w", l.epochKey, err)
+	}
+	_, cas, err := l.store.GetSharedData(l.epochKey)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", l.epochKey, err)
+	}
+	l.lastCAS = cas
+	seed, cas, err := l.store.GetSharedData(l.seedKey)
+	if errors.Is(err, ErrNotFound) {
+		var mine [8]byte
+		binary.LittleEndian.PutUint64(mine[:], random)
+		// Loses harmlessly (ErrCASMismatch) to a VM that created it first.
+		if err := l.store.SetSharedData(l.seedKey, mine[:], l.lastCAS); err != nil && !errors.Is(err, ErrCASMismatch) {
+			return fmt.Errorf("creating %s: %w", l.seedKey, err)
+		}
+		seed, cas, err = l.store.GetSharedData(l.seedKey)
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", l.seedKey, err)
+	}
+	// Hashing the stored bytes gives every VM the same seed, whatever they are.
+	l.seed = hash64(0, seed)
+	l.lastCAS = cas
+	return nil
+}
+
+// Decide checks req against every matching rule at time now (nanoseconds).
+func (l *Limiter) Decide(req Request, now int64) *Decision {
+	d := &l.decision
+	d.Verdicts, d.Denied, d.Deny = d.Verdicts[:0], false, 0
+	var path, method, authority []byte
+	var fetched bool
+	for i := range l.rules {
+		r := &l.rules[i]
+		m := &r.cfg.Match
+		if m.PathPrefix != "" || len(m.Methods) > 0 || len(m.Hosts) > 0 {
+			if !fetched {
+				path, _ = req.Header(":path")
+				method, _ = req.Header(":method")
+				authority, _ = req.Header(":authority")
+				fetched = true
+			}
+			if !matches(m, path, method, authority) {
+				continue
+			}
+		}
+		v := l.check(i, req, now)
+		d.Verdicts = append(d.Verdicts, v)
+		if !v.Allowed && !r.cfg.Shadow {
+			d.Denied, d.Deny = true, len(d.Verdicts)-1
+			break
+		}
+	}
+	return d
+}
+
+func matches(m *config.Match, path, method, authority []byte) bool {
+	if m.PathPrefix != "" && (len(path) < len(m.PathPrefix) || bytesToString(path[:len(m.PathPrefix)]) != m.PathPrefix) {
+		return false
+	}
+	if len(m.Methods) > 0 {
+		found := false
+		for _, want := range m.Methods {
+			if bytesToString(method) == want {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	if len(m.Hosts) > 0 {
+		host := hostOf(authority)
+		for _, pattern := range m.Hosts {
+			if matchHost(pattern, host) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// Key part tags. A part that the request lacks is written as tagMissing, so
+// every request without, say, an API key shares one bucket (per value of the
+// other parts) instead of escaping the limit.
+const (
+	tagPresent = 0x01
+	tagMissing = 0xff
+)
+
+// appendKey writes the rule's client key for req: per part, a kind byte, then
+// tagMissing or tagPresent, a length and the value.
+func (l *Limiter) appendKey(dst []byte, r *rule, req Request) []byte {
+	for _, part := range r.cfg.Key {
+		dst = append(dst, byte(part.Kind))
+		var val []byte
+		ok := false
+		switch part.Kind {
+		case config.KeyRemoteAddress:
+			var ip [16]byte
+			if ip, ok = clientIP(req, l.cfg.TrustedHops); ok {
+				dst = append(dst, tagPresent, 16)
+				dst = append(dst, ip[:]...)
+				continue
+			}
+		case config.KeyHeader:
+			val, ok = req.Header(part.Header)
+		case config.KeyPath:
+			val, ok = req.Header(":path")
+			val = pathOf(val)
+		case config.KeyMethod:
+			val, ok = req.Header(":method")
+		case config.KeyHost:
+			val, ok = req.Header(":authority")
+			if ok {
+				start := len(dst) + 5
+				dst = appendValue(dst, hostOf(val))
+				lowerASCII(dst[start:])
+				continue
+			}
+		}
+		if !ok {
+			dst = append(dst, tagMissing)
+			continue
+		}
+		dst = appendValue(dst, val)
+	}
+	return dst
+}
+
+func appendValue(dst, val []byte) []byte {
+	dst = append(dst, tagPresent)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(val)))
+	return append(dst, val...)
+}
+
+func lowerASCII(b []byte) {
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+}
+
+// check takes the rule's cost from the request's bucket.
+func (l *Limiter) check(ri int, req Request, now int64) Verdict {
+	r := &l.rules[ri]
+	l.keyBuf = l.appendKey(l.keyBuf[:0], r, req)
+	h := hash64(l.seed, l.keyBuf)
+	fp := h | 1 // never 0, which marks a free entry
+	j := int((h >> 40) % ways)
+	l.nameBuf = strconv.AppendUint(append(l.nameBuf[:0], r.prefix...), h%r.nsets, 16)
+	cost := r.cfg.Cost
+	var s set
+	for attempt := 0; attempt < maxCASAttempts; attempt++ {
+		if attempt > 0 {
+			l.count(ri, CounterCASRetries, 1)
+		}
+		val, cas, err := l.store.GetSharedData(l.nameBuf)
+		switch {
+		case err == nil:
+			l.lastCAS = cas
+			ok, garbage := decodeSet(val, r.limit, &s)
+			if !ok {
+				garbage = 1
+			}
+			if garbage > 0 {
+				l.count(ri, CounterGarbage, int64(garbage))
+			}
+		case errors.Is(err, ErrNotFound) && l.lastCAS != 0:
+			s, cas = set{}, l.lastCAS
+		default:
+			return l.failure(ri, now)
+		}
+		i, st, use := pick(&s, fp, j, r.limit, now)
+		st, ok := bucket.Take(r.limit, st, now, cost)
+		if !ok {
+			// Nothing to write: a refusal changes no bucket.
+			return l.verdict(ri, r, st, false)
+		}
+		switch use {
+		case slotShared:
+			s.taint |= 1 << i
+		case slotClaimed, slotEvicted:
+			s.taint &^= 1 << i
+			s.entries[i].fp = fp
+		}
+		s.entries[i].state = st
+		encodeSet(&l.setBuf, &s)
+		err = l.store.SetSharedData(l.nameBuf, l.setBuf[:], cas)
+		if errors.Is(err, ErrCASMismatch) {
+			continue
+		}
+		if err != nil {
+			return l.failure(ri, now)
+		}
+		switch use {
+		case slotEvicted:
+			l.count(ri, CounterEvictions, 1)
+		case slotShared:
+			l.count(ri, CounterShared, 1)
+		}
+		return l.verdict(ri, r, st, true)
+	}
+	return l.failure(ri, now)
+}
+
+func (l *Limiter) verdict(ri int, r *rule, st bucket.State, allowed bool) Verdict {
+	v := Verdict{
+		Rule:      ri,
+		Allowed:   allowed,
+		Remaining: st.Tokens,
+		Reset:     bucket.Wait(r.limit, st, r.limit.Capacity),
+	}
+	switch {
+	case allowed:
+		l.count(ri, CounterAllowed, 1)
+	case r.cfg.Shadow:
+		l.count(ri, CounterShadowLimited, 1)
+	default:
+		l.count(ri, CounterLimited, 1)
+	}
+	if !allowed {
+		v.RetryAfter = bucket.Wait(r.limit, st, r.cfg.Cost)
+	}
+	return v
+}
+
+// failureRetryAfter is the Retry-After of a rejection by failure_mode deny.
+const failureRetryAfter = int64(1e9)
+
+func (l *Limiter) failure(ri int, now int64) Verdict {
+	l.count(ri, CounterFailureMode, 1)
+	if l.cfg.FailureMode == config.FailAllow {
+		return Verdict{Rule: ri, Allowed: true, Failure: true}
+	}
+	if l.rules[ri].cfg.Shadow {
+		l.count(ri, CounterShadowLimited, 1)
+	} else {
+		l.count(ri, CounterLimited, 1)
+	}
+	return Verdict{Rule: ri, Failure: true, RetryAfter: failureRetryAfter}
+}
+
+func (l *Limiter) count(ri int, c Counter, delta int64) {
+	if l.metrics != nil {
+		l.metrics.Add(ri, c, delta)
+	}
+}

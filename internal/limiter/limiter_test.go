@@ -1,0 +1,449 @@
+package limiter
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/bucket"
+)
+
+const sec = int64(time.Second)
+
+const perIP = `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":3,"refill":1,"interval":"1s"}]}`
+
+func TestDecideTimeline(t *testing.T) {
+	l := newLimiter(t, mustConfig(t, perIP), newStore(), nil)
+	t0 := 1_700_000_000 * sec
+	steps := []struct {
+		at            int64
+		wantAllowed   bool
+		wantRemaining int64
+		wantRetry     int64 // RetryAfter when denied
+	}{
+		{t0, true, 2, 0},
+		{t0, true, 1, 0},
+		{t0, true, 0, 0},
+		{t0, false, 0, sec},
+		{t0 + sec/4, false, 0, 3 * sec / 4},
+		{t0 + sec, true, 0, 0},
+		{t0 + 10*sec, true, 2, 0},
+	}
+	for i, st := range steps {
+		d := l.Decide(get("/", "10.0.0.1:5555"), st.at)
+		if len(d.Verdicts) != 1 {
+			t.Fatalf("step %d: %d verdicts", i, len(d.Verdicts))
+		}
+		v := d.Verdicts[0]
+		if v.Allowed != st.wantAllowed || v.Remaining != st.wantRemaining || d.Denied == st.wantAllowed {
+			t.Fatalf("step %d: %+v denied=%v, want allowed=%v remaining=%d", i, v, d.Denied, st.wantAllowed, st.wantRemaining)
+		}
+		if !st.wantAllowed && v.RetryAfter != st.wantRetry {
+			t.Fatalf("step %d: RetryAfter %d, want %d", i, v.RetryAfter, st.wantRetry)
+		}
+	}
+}
+
+func TestIndependentKeys(t *testing.T) {
+	l := newLimiter(t, mustConfig(t, perIP), newStore(), nil)
+	for i := 0; i < 3; i++ {
+		l.Decide(get("/", "10.0.0.1:1"), 0)
+	}
+	if d := l.Decide(get("/", "10.0.0.1:2"), 0); !d.Denied {
+		t.Fatal("same IP, other port: not limited")
+	}
+	if d := l.Decide(get("/", "10.0.0.2:1"), 0); d.Denied {
+		t.Fatal("another IP was limited")
+	}
+	// One address, two spellings: one client.
+	for i := 0; i < 3; i++ {
+		l.Decide(get("/", "[::ffff:10.0.0.3]:1"), 0)
+	}
+	if d := l.Decide(get("/", "10.0.0.3:9"), 0); !d.Denied {
+		t.Fatal("IPv4-mapped IPv6 and IPv4 were different clients")
+	}
+}
+
+func TestMatch(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"api","match":{"path_prefix":"/api/","methods":["POST"],"hosts":["*.example.com"]},
+		"key":["remote_address"],"capacity":1,"refill":1,"interval":"1h"}]}`)
+	l := newLimiter(t, cfg, newStore(), nil)
+	tests := []struct {
+		name  string
+		r     req
+		match bool
+	}{
+		{"all conditions", get("/api/x", "1.1.1.1:1", ":method", "POST", ":authority", "Api.Example.com:8080"), true},
+		{"wrong prefix", get("/apix", "1.1.1.1:1", ":method", "POST", ":authority", "a.example.com"), false},
+		{"wrong method", get("/api/x", "1.1.1.1:1", ":method", "GET", ":authority", "a.example.com"), false},
+		{"wrong host", get("/api/x", "1.1.1.1:1", ":method", "POST", ":authority", "example.com"), false},
+		{"host suffix trick", get("/api/x", "1.1.1.1:1", ":method", "POST", ":authority", "evilexample.com"), false},
+	}
+	for _, tt := range tests {
+		d := l.Decide(tt.r, 0)
+		if got := len(d.Verdicts) == 1; got != tt.match {
+			t.Errorf("%s: matched=%v, want %v", tt.name, got, tt.match)
+		}
+	}
+}
+
+// TestMissingKeyPartShared pins the documented behaviour: requests that lack
+// a key part share one bucket instead of escaping the limit.
+func TestMissingKeyPartShared(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"per-key","key":["header:x-api-key"],"capacity":2,"refill":1,"interval":"1h"}]}`)
+	l := newLimiter(t, cfg, newStore(), nil)
+	for i := 0; i < 2; i++ {
+		if d := l.Decide(get("/", fmt.Sprintf("10.0.0.%d:1", i)), 0); d.Denied {
+			t.Fatalf("anonymous request %d denied", i)
+		}
+	}
+	if d := l.Decide(get("/", "10.9.9.9:1"), 0); !d.Denied {
+		t.Fatal("third anonymous request from a new address escaped the shared bucket")
+	}
+	// An empty key value is a value, not a missing part.
+	if d := l.Decide(get("/", "10.0.0.1:1", "x-api-key", ""), 0); d.Denied {
+		t.Fatal("empty API key shares the missing-key bucket")
+	}
+	if d := l.Decide(get("/", "10.0.0.1:1", "x-api-key", "k1"), 0); d.Denied {
+		t.Fatal("a real API key was limited by anonymous traffic")
+	}
+}
+
+func TestCompositeKey(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"ip-path","key":["remote_address","path","method","host"],"capacity":1,"refill":1,"interval":"1h"}]}`)
+	l := newLimiter(t, cfg, newStore(), nil)
+	if l.Decide(get("/a?x=1", "1.1.1.1:1"), 0).Denied {
+		t.Fatal("first denied")
+	}
+	if !l.Decide(get("/a?y=2", "1.1.1.1:2", ":authority", "API.EXAMPLE.COM:443"), 0).Denied {
+		t.Fatal("query, port or host case made a new client")
+	}
+	if l.Decide(get("/b", "1.1.1.1:1"), 0).Denied {
+		t.Fatal("other path limited")
+	}
+	if l.Decide(get("/a", "1.1.1.1:1", ":method", "POST"), 0).Denied {
+		t.Fatal("other method limited")
+	}
+}
+
+// TestRulesStopAtFirstDenial pins the documented order: rules are checked in
+// order, tokens taken by earlier rules stay taken, later rules are not
+// checked, and shadow rules never reject.
+func TestRulesStopAtFirstDenial(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[
+		{"name":"shadow","key":["remote_address"],"capacity":1,"refill":1,"interval":"1h","shadow":true},
+		{"name":"global","key":["method"],"capacity":5,"refill":1,"interval":"1h"},
+		{"name":"strict","key":["remote_address"],"capacity":1,"refill":1,"interval":"1h"},
+		{"name":"after","key":["path"],"capacity":100,"refill":1,"interval":"1h"}]}`)
+	m := &counters{}
+	l := newLimiter(t, cfg, newStore(), m)
+	if d := l.Decide(get("/", "1.1.1.1:1"), 0); d.Denied || len(d.Verdicts) != 4 {
+		t.Fatalf("first request: %+v", d)
+	}
+	d := l.Decide(get("/", "1.1.1.1:1"), 0)
+	if !d.Denied || len(d.Verdicts) != 3 || d.Deny != 2 || d.Verdicts[0].Allowed {
+		t.Fatalf("second request: %+v", d)
+	}
+	if got := m.get(0, CounterShadowLimited); got != 1 {
+		t.Errorf("shadow_limited = %d, want 1", got)
+	}
+	if got := m.get(1, CounterAllowed); got != 2 {
+		t.Errorf("global allowed = %d, want 2 (tokens stay taken)", got)
+	}
+	if got := m.get(3, CounterAllowed); got != 1 {
+		t.Errorf("rule after the denial was checked: allowed = %d", got)
+	}
+}
+
+// TestWorkersShareOneBudget: 8 VMs (limiters over one store) hammer one
+// key on goroutines at a fixed time: exactly capacity requests pass.
+func TestWorkersShareOneBudget(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"hot","key":["remote_address"],"capacity":500,"refill":1,"interval":"1h"}]}`)
+	s := newStore()
+	m := &counters{}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		l := newLimiter(t, cfg, s, m)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1000; i++ {
+				if !l.Decide(get("/", "10.1.1.1:1"), 5*sec).Denied {
+					admitted.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := admitted.Load(); got != 500 {
+		t.Fatalf("admitted %d, want exactly 500 (failure_mode decisions: %d)", got, m.get(0, CounterFailureMode))
+	}
+}
+
+// TestColdStartRaces: many rounds of 8 workers racing on a key nobody has
+// used, each worker wanting the whole burst: never more than capacity.
+func TestColdStartRaces(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"cold","key":["header:x-k"],"capacity":3,"refill":1,"interval":"1h"}],"slots":4096}`)
+	s := newStore()
+	var limiters []*Limiter
+	for w := 0; w < 8; w++ {
+		limiters = append(limiters, newLimiter(t, cfg, s, nil))
+	}
+	for round := 0; round < 300; round++ {
+		key := fmt.Sprintf("fresh-%d", round)
+		var admitted atomic.Int64
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, l := range limiters {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i := 0; i < 2; i++ {
+					if !l.Decide(get("/", "1.1.1.1:1", "x-k", key), 0).Denied {
+						admitted.Add(1)
+					}
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if got := admitted.Load(); got > 3 {
+			t.Fatalf("round %d: %d admitted on a fresh key, capacity 3", round, got)
+		}
+	}
+}
+
+// TestCreationCannotOverwrite pins the cas trick that makes creating a set
+// atomic: a worker that found a set missing, and then loses the race to
+// create it, must not overwrite the winner's write.
+func TestCreationCannotOverwrite(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"r","key":["remote_address"],"capacity":1,"refill":1,"interval":"1h"}]}`)
+	s := newStore()
+	a := newLimiter(t, cfg, s, nil)
+	b := newLimiter(t, cfg, s, nil)
+	// a reads "missing"; before a writes, b creates the set and spends the
+	// only token.
+	hook := &raceStore{Store: s, beforeSet: func() {
+		if b.Decide(get("/", "1.1.1.1:1"), 0).Denied {
+			t.Error("b denied on a fresh key")
+		}
+	}}
+	a.store = hook
+	if d := a.Decide(get("/", "1.1.1.1:1"), 0); !d.Denied {
+		t.Fatal("a admitted too: creation overwrote b's set (2 admitted, capacity 1)")
+	}
+	if hook.mismatches == 0 {
+		t.Fatal("a's create did not meet a cas mismatch")
+	}
+}
+
+// raceStore runs beforeSet once, between a Get and the Set that follows.
+type raceStore struct {
+	Store
+	beforeSet  func()
+	mismatches int
+}
+
+func (r *raceStore) SetSharedData(key, value []byte, cas uint32) error {
+	if f := r.beforeSet; f != nil {
+		r.beforeSet = nil
+		f()
+	}
+	err := r.Store.SetSharedData(key, value, cas)
+	if err == ErrCASMismatch {
+		r.mismatches++
+	}
+	return err
+}
+
+// TestRefillAcrossWorkers: with an advancing clock shared by the workers, the
+// admitted count stays within one cost of the ideal.
+func TestRefillAcrossWorkers(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"r","key":["remote_address"],"capacity":10,"refill":100,"interval":"1s"}]}`)
+	s := newStore()
+	var clock atomic.Int64
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		l := newLimiter(t, cfg, s, nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ {
+				now := clock.Add(int64(time.Millisecond) / 4) // 16000 requests over 4s
+				if !l.Decide(get("/", "2.2.2.2:1"), now).Denied {
+					admitted.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Ideal: the burst plus 100/s over the span the clock covered.
+	ideal := 10 + clock.Load()*100/sec
+	if got := admitted.Load(); got > ideal || got < ideal-1 {
+		t.Fatalf("admitted %d, ideal %d (within one cost)", got, ideal)
+	}
+}
+
+// TestBoundedMemory: 100,000 distinct clients leave at most one key per set
+// (plus the seed and epoch keys) in shared data.
+func TestBoundedMemory(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"r","key":["remote_address"],"capacity":5,"refill":1,"interval":"1s"}],"slots":1024}`)
+	s := newStore()
+	l := newLimiter(t, cfg, s, nil)
+	for i := 0; i < 100_000; i++ {
+		ip := fmt.Sprintf("10.%d.%d.%d:1", i>>16&255, i>>8&255, i&255)
+		l.Decide(get("/", ip), int64(i)*int64(time.Millisecond))
+	}
+	if n, bound := s.sd.Len(""), 1024/ways+2; n > bound {
+		t.Fatalf("%d shared-data keys, bound %d", n, bound)
+	}
+}
+
+// TestChurnNeverOverAdmits drives a tiny table (4 sets of 4) with far more
+// clients than slots, at random times, and checks every admission against
+// an exact private bucket per client: the shared table may be stricter,
+// never looser.
+func TestChurnNeverOverAdmits(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"r","key":["header:x-k"],"capacity":4,"refill":1,"interval":"1s"}],"slots":16}`)
+	m := &counters{}
+	l := newLimiter(t, cfg, newStore(), m)
+	lim := cfg.Rules[0].Limit()
+	rng := rand.New(rand.NewPCG(1, 2))
+	private := map[int]bucket.State{}
+	now := int64(0)
+	stricter := 0
+	for i := 0; i < 200_000; i++ {
+		now += rng.Int64N(int64(60 * time.Millisecond))
+		c := rng.IntN(80) // 80 clients for 16 slots
+		if rng.IntN(4) == 0 {
+			c = rng.IntN(6) // a few heavy hitters
+		}
+		st, seen := private[c]
+		if !seen {
+			st = bucket.Full(lim, 0)
+		}
+		st, ideal := bucket.Take(lim, st, now, 1)
+		private[c] = st
+		got := !l.Decide(get("/", "1.1.1.1:1", "x-k", fmt.Sprint(c)), now).Denied
+		if got && !ideal {
+			t.Fatalf("request %d: client %d admitted beyond its own bucket", i, c)
+		}
+		if ideal && !got {
+			stricter++
+			// Keep the private bucket honest: the request did not pass.
+			st.Tokens++
+			private[c] = st
+		}
+	}
+	if m.get(0, CounterShared) == 0 || m.get(0, CounterEvictions) == 0 {
+		t.Fatalf("table never filled (shared=%d evictions=%d): the test exercised nothing",
+			m.get(0, CounterShared), m.get(0, CounterEvictions))
+	}
+	t.Logf("stricter than ideal: %d of 200000; shared %d; evictions %d", stricter,
+		m.get(0, CounterShared), m.get(0, CounterEvictions))
+}
+
+func TestGarbageIsResetAndCounted(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"r","key":["remote_address"],"capacity":2,"refill":1,"interval":"1h"}],"slots":16}`)
+	s := newStore()
+	m := &counters{}
+	l := newLimiter(t, cfg, s, m)
+	// Fill every set of the rule with garbage, as another plugin might.
+	for i := 0; i < 4; i++ {
+		s.sd.Set("", fmt.Sprintf("tokengate/test/r/%x", i), []byte("not a set"), 0)
+	}
+	for i := 0; i < 2; i++ {
+		if l.Decide(get("/", "1.2.3.4:1"), 0).Denied {
+			t.Fatalf("request %d denied", i)
+		}
+	}
+	if !l.Decide(get("/", "1.2.3.4:1"), 0).Denied {
+		t.Fatal("the set was not repaired: third request admitted")
+	}
+	if m.get(0, CounterGarbage) != 1 {
+		t.Fatalf("garbage_reset = %d, want 1", m.get(0, CounterGarbage))
+	}
+}
+
+// failingStore loses every compare-and-swap, as under extreme contention.
+type failingStore struct{ Store }
+
+func (f failingStore) SetSharedData([]byte, []byte, uint32) error { return ErrCASMismatch }
+
+func TestCASExhaustionGoesToFailureMode(t *testing.T) {
+	for _, mode := range []string{"allow", "deny"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := mustConfig(t, `{"rules":[{"name":"r","key":["remote_address"],"capacity":5,"refill":1,"interval":"1s"}],"failure_mode":"`+mode+`"}`)
+			m := &counters{}
+			l := newLimiter(t, cfg, newStore(), m)
+			l.store = failingStore{l.store}
+			d := l.Decide(get("/", "1.1.1.1:1"), 0)
+			if d.Denied != (mode == "deny") || !d.Verdicts[0].Failure {
+				t.Fatalf("decision %+v", d)
+			}
+			if m.get(0, CounterFailureMode) != 1 || m.get(0, CounterCASRetries) != maxCASAttempts-1 {
+				t.Fatalf("failure_mode=%d cas_retries=%d", m.get(0, CounterFailureMode), m.get(0, CounterCASRetries))
+			}
+		})
+	}
+}
+
+func TestDecideAllocatesNothing(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"a","key":["remote_address","header:x-api-key"],"capacity":1000000,"refill":1,"interval":"1s"},
+		{"name":"b","match":{"path_prefix":"/"},"key":["path"],"capacity":1000000,"refill":1,"interval":"1s"}]}`)
+	l := newLimiter(t, cfg, noAllocStore{}, nil)
+	r := noAllocReq{}
+	allocs := testing.AllocsPerRun(200, func() { l.Decide(r, 0) })
+	if allocs != 0 {
+		t.Fatalf("Decide allocates %v times per request, want 0", allocs)
+	}
+}
+
+// noAllocStore holds one value per key name length, to measure the
+// limiter's own allocations without the test store's.
+type noAllocStore struct{}
+
+var noAllocData = map[int]*[setLen]byte{}
+
+func (noAllocStore) GetSharedData(key []byte) ([]byte, uint32, error) {
+	if v := noAllocData[len(key)]; v != nil {
+		return v[:], 1, nil
+	}
+	return nil, 0, ErrNotFound
+}
+
+func (noAllocStore) SetSharedData(key, value []byte, _ uint32) error {
+	v := noAllocData[len(key)]
+	if v == nil {
+		v = new([setLen]byte)
+		noAllocData[len(key)] = v
+	}
+	copy(v[:], value)
+	return nil
+}
+
+type noAllocReq struct{}
+
+var (
+	noAllocPath = []byte("/api/items")
+	noAllocKey  = []byte("k-123")
+	noAllocPeer = []byte("192.168.1.20:40000")
+)
+
+func (noAllocReq) Header(name string) ([]byte, bool) {
+	switch name {
+	case ":path":
+		return noAllocPath, true
+	case "x-api-key":
+		return noAllocKey, true
+	}
+	return nil, false
+}
+
+func (noAllocReq) SourceAddress() ([]byte, bool) { return noAllocPeer, true }

@@ -1,0 +1,89 @@
+package limiter
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestClientIP(t *testing.T) {
+	tests := []struct {
+		name   string
+		source string
+		xff    string // "" = no header
+		hops   int
+		want   string // "" = no address
+	}{
+		{"peer ipv4", "10.0.0.1:1234", "", 0, "10.0.0.1"},
+		{"peer ipv6", "[2001:db8::1]:443", "", 0, "2001:db8::1"},
+		{"peer ipv4-mapped", "[::ffff:10.0.0.1]:1", "", 0, "10.0.0.1"},
+		{"peer without port", "10.0.0.9", "", 0, "10.0.0.9"},
+		{"peer missing", "", "", 0, ""},
+		{"peer garbage", "not-an-ip:80", "", 0, ""},
+		{"xff ignored without trusted hops", "10.0.0.1:1", "1.2.3.4", 0, "10.0.0.1"},
+		{"one hop", "10.0.0.1:1", "203.0.113.7", 1, "203.0.113.7"},
+		{"one hop, envoy appended peer", "10.0.0.1:1", "203.0.113.7, 10.0.0.1", 1, "203.0.113.7"},
+		{"one hop, spoofed left entries", "10.0.0.1:1", "6.6.6.6, 203.0.113.7", 1, "203.0.113.7"},
+		{"two hops", "10.0.0.1:1", "198.51.100.1, 203.0.113.7, 10.0.0.2", 2, "203.0.113.7"},
+		{"two hops with append", "10.0.0.1:1", "198.51.100.1,203.0.113.7 ,10.0.0.2, 10.0.0.1", 2, "203.0.113.7"},
+		{"header too short", "10.0.0.1:1", "203.0.113.7", 2, "10.0.0.1"},
+		{"malformed entry", "10.0.0.1:1", "bogus, 203.0.113.7", 2, "10.0.0.1"},
+		{"empty header", "10.0.0.1:1", "", 1, "10.0.0.1"},
+		{"entry with port", "10.0.0.1:1", "203.0.113.7:5000", 1, "203.0.113.7"},
+		{"ipv6 entry", "10.0.0.1:1", "2001:db8::7", 1, "2001:db8::7"},
+		{"xff without peer", "", "203.0.113.7", 1, "203.0.113.7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := req{h: map[string]string{}, source: tt.source}
+			if tt.xff != "" || tt.name == "empty header" {
+				r.h["x-forwarded-for"] = tt.xff
+			}
+			ip, ok := clientIP(r, tt.hops)
+			if tt.want == "" {
+				if ok {
+					t.Fatalf("got %v, want no address", netip.AddrFrom16(ip))
+				}
+				return
+			}
+			want := netip.MustParseAddr(tt.want).As16()
+			if !ok || ip != want {
+				t.Fatalf("got %v (ok=%v), want %s", netip.AddrFrom16(ip).Unmap(), ok, tt.want)
+			}
+		})
+	}
+}
+
+func TestHostOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"example.com": "example.com", "example.com:8080": "example.com", "[::1]:80": "::1",
+		"[::1]": "::1", "::1": "::1", "host:notaport": "host:notaport", "": "",
+	} {
+		if got := string(hostOf([]byte(in))); got != want {
+			t.Errorf("hostOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzXFF: any header and peer give an address or a clean fallback, never
+// a panic, and the result is one of the header's entries or the peer.
+func FuzzXFF(f *testing.F) {
+	f.Add("203.0.113.7, 10.0.0.1", "10.0.0.1:1", 1)
+	f.Add(",,,", "[::1]:1", 3)
+	f.Add("\xff\xfe, 1.1.1.1", "", 2)
+	f.Fuzz(func(t *testing.T, xff, source string, hops int) {
+		if hops < 0 || hops > 64 {
+			return
+		}
+		r := req{h: map[string]string{"x-forwarded-for": xff}, source: source}
+		clientIP(r, hops)
+	})
+}
+
+func FuzzHash(f *testing.F) {
+	f.Add(uint64(1), []byte("hello"))
+	f.Fuzz(func(t *testing.T, seed uint64, b []byte) {
+		if hash64(seed, b) != hash64(seed, append([]byte(nil), b...)) {
+			t.Fatal("hash is not a function of its input")
+		}
+	})
+}
