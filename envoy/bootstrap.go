@@ -149,9 +149,9 @@ func makeWasmFilter(s *Spec, wasmPath string) (*hcmv3.HttpFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pack wasm configuration: %w", err)
 	}
-	policy, ok := wasmv3.FailurePolicy_value[string(s.Failure)]
+	policy, ok := wasmv3.FailurePolicy_value[string(s.FailurePolicy)]
 	if !ok {
-		return nil, fmt.Errorf("failure_policy %q is unknown to go-control-plane", s.Failure)
+		return nil, fmt.Errorf("failure_policy %q is unknown to go-control-plane", s.FailurePolicy)
 	}
 	wasm, err := anypb.New(&wasmfilterv3.Wasm{
 		Config: &wasmv3.PluginConfig{
@@ -303,10 +303,11 @@ func makeLoadAssignment(r *Route) *endpointv3.ClusterLoadAssignment {
 	}
 }
 
-// makeHealthCheck returns an active HTTP health check. no_traffic_interval
-// is set to the interval: Envoy's default (60s) would slow checks of an idle
-// gateway down to once a minute, so a backend that came back would wait up
-// to a minute for traffic.
+// makeHealthCheck returns an active HTTP health check (GET, 200 passes).
+// no_traffic_interval is set to the interval: until a cluster has routed its
+// first request Envoy checks it only every no_traffic_interval, 60s by
+// default, so a backend started after Envoy would stay "unhealthy" (and its
+// route a 503) for up to a minute.
 func makeHealthCheck(hc HealthCheck) *corev3.HealthCheck {
 	return &corev3.HealthCheck{
 		Timeout:            durationpb.New(hc.Timeout),

@@ -32,10 +32,10 @@ func (s *Spec) check(ps *problems) {
 	if s.Wasm == "" {
 		ps.checkf("wasm", "is required: the path of the filter's .wasm module")
 	}
-	switch s.Failure {
+	switch s.FailurePolicy {
 	case FailClosed, FailOpen, FailReload:
 	default:
-		ps.checkf("failure_policy", "%q is not one of %s, %s, %s", s.Failure, FailClosed, FailOpen, FailReload)
+		ps.checkf("failure_policy", "%q is not one of %s, %s, %s", s.FailurePolicy, FailClosed, FailOpen, FailReload)
 	}
 	checkFilter(ps, s.Filter)
 	if len(s.Routes) == 0 {

@@ -132,7 +132,7 @@ func TestValidateEditedSpec(t *testing.T) {
 	s := parseFile(t, "testdata/golden/single-route.spec.yaml")
 	s.Routes[0].Backends = append(s.Routes[0].Backends, envoy.Backend{Host: "127.0.0.1", Port: 0})
 	s.Routes = append(s.Routes, s.Routes[0])
-	s.Failure = ""
+	s.FailurePolicy = ""
 	_, err := envoy.Bootstrap(s)
 	want := `invalid gateway spec:
   failure_policy: "" is not one of FAIL_CLOSED, FAIL_OPEN, FAIL_RELOAD
@@ -319,6 +319,11 @@ func parse(t *testing.T, data []byte) *envoy.Spec {
 }
 
 func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	return readFileF(t, path)
+}
+
+func readFileF(t testing.TB, path string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

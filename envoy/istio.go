@@ -62,7 +62,7 @@ func WasmPlugin(s *Spec, o IstioOptions) ([]byte, error) {
 		"url":          o.URL,
 		"pluginName":   PluginName,
 		"pluginConfig": pluginConfig,
-		"failStrategy": failStrategies[s.Failure],
+		"failStrategy": failStrategies[s.FailurePolicy],
 		"phase":        o.phase(),
 		"type":         "HTTP",
 	}

@@ -48,7 +48,7 @@ func TestWasmPluginFields(t *testing.T) {
 		envoy.FailClosed: "FAIL_CLOSE", envoy.FailOpen: "FAIL_OPEN", envoy.FailReload: "FAIL_RELOAD",
 	} {
 		s := parseFile(t, "testdata/golden/json.spec.json")
-		s.Failure = policy
+		s.FailurePolicy = policy
 		out, err := envoy.WasmPlugin(s, envoy.IstioOptions{URL: "oci://r/t:1"})
 		if err != nil {
 			t.Fatal(err)

@@ -64,7 +64,7 @@ func decodeSpec(data []byte, ps *problems) *Spec {
 	if o == nil {
 		return nil
 	}
-	s := &Spec{Failure: DefaultFailurePolicy}
+	s := &Spec{FailurePolicy: DefaultFailurePolicy}
 	s.Listen, _ = o.address("listen")
 	s.Admin, _ = o.address("admin")
 	if n, ok := o.int("concurrency"); ok {
@@ -75,7 +75,7 @@ func decodeSpec(data []byte, ps *problems) *Spec {
 	}
 	s.Wasm, _ = o.str("wasm")
 	if f, ok := o.str("failure_policy"); ok {
-		s.Failure = FailurePolicy(f)
+		s.FailurePolicy = FailurePolicy(f)
 	}
 	if v, ok := o.get("filter"); ok {
 		s.Filter = ps.filterJSON(v)

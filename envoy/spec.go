@@ -31,14 +31,14 @@ import (
 // Callers may also build or edit a Spec in code (for example to put free
 // ports into Listen and the backends); Bootstrap validates it again.
 type Spec struct {
-	Listen      Address       // where the gateway listens; Host is an IP literal
-	Admin       Address       // Envoy admin (stats, ready); Host is an IP literal
-	Concurrency int           // Envoy worker threads (--concurrency); 0 leaves Envoy's default
-	Wasm        string        // path of the .wasm module as written; see WasmPath
-	Dir         string        // directory relative Wasm paths start from; "" means the working directory
-	Failure     FailurePolicy // what Envoy does when the filter's VM fails
-	Filter      []byte        // the filter block as compact JSON, keys sorted
-	Routes      []Route       // in spec order; Bootstrap orders the Envoy routes
+	Listen        Address       // where the gateway listens; Host is an IP literal
+	Admin         Address       // Envoy admin (stats, ready); Host is an IP literal
+	Concurrency   int           // Envoy worker threads (--concurrency); 0 leaves Envoy's default
+	Wasm          string        // path of the .wasm module as written; see WasmPath
+	Dir           string        // directory relative Wasm paths start from; "" means the working directory
+	FailurePolicy FailurePolicy // what Envoy does when the filter's VM fails
+	Filter        []byte        // the filter block as compact JSON, keys sorted
+	Routes        []Route       // in spec order; Bootstrap orders the Envoy routes
 }
 
 // FailurePolicy is the wasm filter's failure_policy, spelled as Envoy spells it.

@@ -67,7 +67,7 @@ func hostBytes(ptr, size uint32) []byte {
 	return nil
 }
 
-func strPtr(s string) unsafe.Pointer  { return unsafe.Pointer(unsafe.StringData(s)) }
+func strPtr(s string) unsafe.Pointer   { return unsafe.Pointer(unsafe.StringData(s)) }
 func bytesPtr(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }
 
 // Log writes msg to the host's log at level.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -194,6 +195,14 @@ func onConfigure(root, size uint32) uint32 {
 			return 0
 		case f == "trap":
 			panic("configure trap")
+		case f == "rootlocal":
+			d := "from root"
+			setShared("rootlocal", st(proxySendLocalResponse(500, ptr(d), uint32(len(d)), nil, 0, nil, 0, -1)), 0)
+		case f == "rootprops":
+			_, s1 := getProperty("request\x00path")
+			_, s2 := getProperty("source\x00address")
+			name, s3 := getProperty("plugin_name")
+			setShared("rootprops", st(s1)+" "+st(s2)+" "+name+"/"+st(s3), 0)
 		case strings.HasPrefix(f, "tick="):
 			ms, _ := strconv.Atoi(f[5:])
 			proxySetTickPeriod(uint32(ms))
@@ -316,6 +325,16 @@ func onRequestHeaders(id, n, eos uint32) uint32 {
 		case "allocbad":
 			allocTouchesHost = true
 			getHeader(0, "x-test")
+		case "env":
+			out("env", os.Getenv(arg))
+		case "time":
+			var now uint64
+			proxyGetCurrentTime(&now)
+			out("time", strconv.FormatUint(now, 10)+"/"+strconv.FormatInt(time.Now().UnixNano(), 10))
+		case "stdout":
+			os.Stdout.WriteString(arg + "\n")
+		case "stderr":
+			println(arg)
 		case "pause":
 			action = 1
 		case "panic":
