@@ -1,0 +1,276 @@
+package envoysim
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeFilter stands in for the wasm filter: it denies requests that carry x-deny with a 429
+// local reply and marks allowed responses with the worker that served them.
+type fakeFilter struct {
+	mu      sync.Mutex
+	workers map[uint64]int // connection id -> worker
+	allowed atomic.Int64
+	denied  atomic.Int64
+	closed  atomic.Bool
+}
+
+func newFakeFilter() *fakeFilter { return &fakeFilter{workers: map[uint64]int{}} }
+
+func (f *fakeFilter) factory() FilterFactory {
+	return func(ctx context.Context, cfg WasmConfig, workers int) (Filter, error) {
+		if strings.Contains(string(cfg.Configuration), "bad") {
+			return nil, fmt.Errorf("canary failed: bad configuration")
+		}
+		return f, nil
+	}
+}
+
+func (f *fakeFilter) NewStream(worker int, info StreamInfo) Stream {
+	f.mu.Lock()
+	f.workers[info.ConnectionID] = worker
+	f.mu.Unlock()
+	return &fakeStream{f: f, worker: worker, info: info}
+}
+
+func (f *fakeFilter) Stats() map[string]int64 {
+	return map[string]int64{"wasmcustom.fake.allowed": f.allowed.Load(), "wasmcustom.fake.denied": f.denied.Load()}
+}
+
+func (f *fakeFilter) WritePrometheus(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "# TYPE fake_allowed counter\nfake_allowed %d\n", f.allowed.Load())
+	return err
+}
+
+func (f *fakeFilter) Close(context.Context) error { f.closed.Store(true); return nil }
+
+type fakeStream struct {
+	f      *fakeFilter
+	worker int
+	info   StreamInfo
+	seen   Headers
+}
+
+func (s *fakeStream) RequestHeaders(h Headers, eos bool) Result {
+	s.seen = h
+	if _, ok := h.Get("x-deny"); ok {
+		s.f.denied.Add(1)
+		return Result{LocalReply: &LocalReply{Status: 429, Details: "rate_limited",
+			Headers: Headers{{"retry-after", "1"}, {"x-fake", "local"}}, Body: []byte("slow down\n")}}
+	}
+	s.f.allowed.Add(1)
+	if p, ok := h.Get("x-rewrite-path"); ok {
+		h = setHeader(h, ":path", p)
+		return Result{Headers: h}
+	}
+	return Result{}
+}
+
+func (s *fakeStream) RequestBody([]byte, bool) Result { return Result{} }
+
+func (s *fakeStream) ResponseHeaders(h Headers, eos bool) Result {
+	h = append(h[:len(h):len(h)], [2]string{"x-fake-worker", strconv.Itoa(s.worker)},
+		[2]string{"x-fake-route", s.info.RouteName})
+	return Result{Headers: h}
+}
+
+func (s *fakeStream) ResponseBody([]byte, bool) Result { return Result{} }
+func (s *fakeStream) Close()                           {}
+
+// testBackend is an upstream whose health and answers the test controls.
+type testBackend struct {
+	name    string
+	srv     *httptest.Server
+	addr    string
+	healthy atomic.Bool
+	status  atomic.Int64 // forced status for non-health requests, 0 for 200
+	delay   atomic.Int64 // nanoseconds
+	served  atomic.Int64
+}
+
+func startBackends(t *testing.T, n int) []*testBackend {
+	t.Helper()
+	var bs []*testBackend
+	for i := range n {
+		b := &testBackend{name: fmt.Sprintf("b%d", i+1)}
+		b.healthy.Store(true)
+		b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Served-By", b.name)
+			if r.URL.Path == "/healthz" {
+				if !b.healthy.Load() {
+					w.WriteHeader(503)
+				}
+				return
+			}
+			b.served.Add(1)
+			if d := b.delay.Load(); d > 0 {
+				select {
+				case <-time.After(time.Duration(d)):
+				case <-r.Context().Done():
+					return
+				}
+			}
+			w.Header().Set("X-Path", r.URL.RequestURI())
+			w.Header().Set("X-Fwd", r.Header.Get("X-Forwarded-For"))
+			w.Header().Set("X-Host", r.Host)
+			body, _ := io.ReadAll(r.Body)
+			if s := b.status.Load(); s != 0 {
+				w.WriteHeader(int(s))
+			}
+			fmt.Fprintf(w, "%s %s %s", b.name, r.Method, body)
+		}))
+		b.addr = b.srv.Listener.Addr().String()
+		t.Cleanup(b.srv.Close)
+		bs = append(bs, b)
+	}
+	return bs
+}
+
+func endpoints(bs []*testBackend) []Endpoint {
+	var es []Endpoint
+	for _, b := range bs {
+		host, port, _ := strings.Cut(b.addr, ":")
+		p, _ := strconv.Atoi(port)
+		es = append(es, Endpoint{Host: host, Port: p})
+	}
+	return es
+}
+
+// fixture loads testdata/bootstrap.yaml with free ports.
+func fixture(t *testing.T) *Config {
+	t.Helper()
+	c, err := LoadConfig("testdata/bootstrap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Listen, c.Admin = "127.0.0.1:0", "127.0.0.1:0"
+	return c
+}
+
+func (c *Config) cluster(name string) *ClusterConfig {
+	for i := range c.Clusters {
+		if c.Clusters[i].Name == name {
+			return &c.Clusters[i]
+		}
+	}
+	panic("no cluster " + name)
+}
+
+func (c *Config) route(name string) *Route {
+	for i := range c.VirtualHosts {
+		for j := range c.VirtualHosts[i].Routes {
+			if c.VirtualHosts[i].Routes[j].Name == name {
+				return &c.VirtualHosts[i].Routes[j]
+			}
+		}
+	}
+	panic("no route " + name)
+}
+
+// fastHealth makes the users cluster check every 50 ms.
+func fastHealth(c *ClusterConfig) {
+	hc := c.HealthCheck
+	hc.Interval, hc.NoTrafficInterval, hc.NoTrafficHealthyInterval = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+	hc.UnhealthyInterval, hc.UnhealthyEdgeInterval, hc.HealthyEdgeInterval = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+	hc.Timeout = 200 * time.Millisecond
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// startServer starts envoysim on cfg with the fake filter and waits until it is LIVE.
+func startServer(t *testing.T, cfg *Config, workers int, f *fakeFilter) *Server {
+	t.Helper()
+	s, err := New(context.Background(), cfg, Options{
+		Concurrency: workers,
+		Filter:      f.factory(),
+		Logger:      slog.New(slog.NewTextHandler(testLogWriter{t}, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	select {
+	case <-s.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("server not LIVE after 5s")
+	}
+	return s
+}
+
+// get sends one request through the server and returns the response with its body read.
+func get(t *testing.T, c *http.Client, s *Server, path string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+s.ListenAddr()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// statsOf reads the admin /stats of s.
+func statsOf(t *testing.T, s *Server) map[string]int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + s.AdminAddr() + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m := map[string]int64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), ": ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("stats line %q", sc.Text())
+		}
+		m[name] = n
+	}
+	return m
+}
+
+// waitFor polls cond every 10 ms until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
