@@ -50,7 +50,7 @@ const (
 	outlierMaxEjection    = 300 * time.Second
 )
 
-// Bootstrap returns the Envoy bootstrap for s: an admin listener, one
+// Bootstrap returns the Envoy bootstrap for s: the admin address, one
 // listener whose HTTP connection manager runs the tokengate wasm filter and
 // then the router, one route and one cluster per spec route. s is validated
 // first (see Spec.Validate), and the result, typed_config payloads included,
