@@ -250,16 +250,15 @@ func onRequestHeaders(id, n, eos uint32) uint32 {
 			raw := take(p, sz)
 			out("pairs", strconv.Itoa(int(binary.LittleEndian.Uint32([]byte(raw))))+"/"+strconv.Itoa(len(raw))+"/"+st(s))
 		case "setpairs":
-			// Replace the whole map with the pairs the test put, hex-free, in x-pairs-b64 style:
-			// here a fixed map, or a malformed one when arg == "bad".
+			// Replace the whole map with a fixed one, or a malformed one when arg == "bad".
 			var b []byte
 			if arg == "bad" {
 				b = []byte{5, 0, 0, 0, 1}
 			} else {
 				b = binary.LittleEndian.AppendUint32(nil, 2)
 				b = binary.LittleEndian.AppendUint32(b, 5)
-				b = binary.LittleEndian.AppendUint32(b, 3)
-				b = binary.LittleEndian.AppendUint32(b, 6)
+				b = binary.LittleEndian.AppendUint32(b, 4)
+				b = binary.LittleEndian.AppendUint32(b, 7)
 				b = binary.LittleEndian.AppendUint32(b, 1)
 				b = append(b, ":path\x00/new\x00X-Mixed\x00y\x00"...)
 			}
@@ -270,7 +269,7 @@ func onRequestHeaders(id, n, eos uint32) uint32 {
 				path = strings.ReplaceAll(arg, ".", "\x00")
 			}
 			v, s := getProperty(path)
-			out("prop-"+arg, v+"/"+st(s))
+			out(name+"-"+arg, v+"/"+st(s))
 		case "sget":
 			v, cas, s := getShared(arg)
 			out("sget-"+arg, v+"/"+strconv.Itoa(int(cas))+"/"+st(s))
