@@ -1,5 +1,3 @@
-//go:build wasmhost_ready
-
 package envoysim
 
 import (
