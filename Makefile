@@ -13,9 +13,21 @@ $(WASM): go.mod go.sum $(shell find filter internal/proxywasm internal/bucket in
 	@mkdir -p build
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $@ ./filter
 
-## test: every test, the compiled .wasm included (fuzz seeds run as tests)
+## test: every test, the compiled .wasm included, then every fuzz target briefly
 test: wasm
 	TOKENGATE_WASM=$(CURDIR)/$(WASM) $(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+TEST_FUZZTIME ?= 2s
+FUZZTIME      ?= 30s
+
+## fuzz: run each fuzz target for FUZZTIME (seeds also run as plain tests)
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | cut -d' ' -f2); do \
+	    echo "fuzz $$dir $$f for $(FUZZTIME)"; \
+	    TOKENGATE_WASM=$(CURDIR)/$(WASM) $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$dir; \
+	  done; done
 
 ## check: formatting, vet, tidy; fails on a dirty diff
 check:
