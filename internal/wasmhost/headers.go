@@ -91,6 +91,9 @@ func lowerString(b []byte) string {
 
 // copyHeaders copies h into dst (reusing its storage), lower-casing names.
 func copyHeaders(dst, h Headers) Headers {
+	if cap(dst) < len(h)+4 {
+		dst = make(Headers, 0, len(h)+8) // room for the filter's additions
+	}
 	dst = dst[:0]
 	for _, kv := range h {
 		k := kv[0]

@@ -92,6 +92,13 @@ type Stream struct {
 	props             map[string][]byte
 }
 
+// reset clears a closed stream for reuse by Serve, keeping its buffers' capacity.
+func (s *Stream) reset() {
+	clear(s.req)
+	clear(s.resp)
+	*s = Stream{req: s.req[:0], resp: s.resp[:0], reqBody: s.reqBody[:0], respBody: s.respBody[:0]}
+}
+
 type pendingReply struct {
 	status  int
 	details string
@@ -109,8 +116,13 @@ func (s *Stream) ID() uint32 { return s.id }
 func (vm *VM) NewStream(info StreamInfo) *Stream {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
+	return vm.newStream(info, &Stream{})
+}
+
+// newStream starts stream s (fresh or recycled); vm.mu must be held.
+func (vm *VM) newStream(info StreamInfo, s *Stream) *Stream {
 	vm.maybeReload()
-	s := &Stream{vm: vm, info: info, gen: vm.gen, startTime: vm.p.clock.Now()}
+	s.vm, s.info, s.gen, s.startTime = vm, info, vm.gen, vm.p.clock.Now()
 	if vm.failed {
 		s.failStream()
 		return s
@@ -477,12 +489,31 @@ func b2u(b bool) uint64 {
 // Serve runs a whole stream: request headers and body through the filter, then, if the
 // request continued, upstream (nil: an empty 200), then the response through the filter, then
 // Close. A local reply (from the filter or the failure policy) is returned with LocalReply set.
+// The Request given to upstream is only valid during that call. The returned Response does
+// not alias the host's buffers.
 //
 // A request the filter pauses without a local reply and never continues would hang in Envoy
 // until a timeout; Serve answers it with a 500 whose details are "wasmhost_stream_paused".
 func (vm *VM) Serve(info StreamInfo, req Request, upstream func(Request) Response) Response {
-	s := vm.NewStream(info)
-	defer s.Close()
+	vm.mu.Lock()
+	s := vm.free
+	vm.free = nil
+	if s == nil {
+		s = &Stream{}
+	}
+	s = vm.newStream(info, s)
+	vm.mu.Unlock()
+	resp := s.serve(req, upstream)
+	s.Close()
+	vm.mu.Lock()
+	s.reset()
+	vm.free = s
+	vm.mu.Unlock()
+	return resp
+}
+
+func (s *Stream) serve(req Request, upstream func(Request) Response) Response {
+	vm := s.vm
 	eos := len(req.Body) == 0
 	r := s.RequestHeaders(req.Headers, eos)
 	if r.LocalReply != nil {
@@ -497,17 +528,13 @@ func (vm *VM) Serve(info StreamInfo, req Request, upstream func(Request) Respons
 		}
 		paused = rb.Action != Continue
 		body = rb.Body
-		if rb.Body != nil && s.mode == modeLive {
-			body = append([]byte(nil), rb.Body...)
-		}
 	}
 	vm.mu.Lock()
 	paused = paused && !s.reqContinued
-	up := Request{Headers: append(Headers(nil), s.req...), Body: body}
+	up := Request{Headers: s.req, Body: body}
 	vm.mu.Unlock()
 	if paused {
-		lr := &LocalReply{Status: 500, Details: "wasmhost_stream_paused", Headers: Headers{{":status", "500"}}}
-		return replyResponse(lr)
+		return replyResponse(&LocalReply{Status: 500, Details: "wasmhost_stream_paused", Headers: Headers{{":status", "500"}}})
 	}
 	resp := Response{Status: 200}
 	if upstream != nil {
@@ -524,17 +551,30 @@ func (vm *VM) Serve(info StreamInfo, req Request, upstream func(Request) Respons
 	if r.LocalReply != nil {
 		return replyResponse(r.LocalReply)
 	}
-	out := Response{Status: statusOf(r.Headers, resp.Status), Headers: r.Headers, Body: resp.Body}
+	out := Response{Status: statusOf(r.Headers, resp.Status), Headers: cloneHeaders(r.Headers), Body: resp.Body}
 	if len(resp.Body) > 0 {
 		rb := s.ResponseBody(resp.Body, true)
 		if rb.LocalReply != nil {
 			return replyResponse(rb.LocalReply)
 		}
-		out.Body = rb.Body
+		if s.mode == modeLive {
+			out.Body = append([]byte(nil), rb.Body...)
+		}
 	}
 	return out
 }
 
+// replyResponse turns a local reply into the client's response, detached from the stream.
 func replyResponse(lr *LocalReply) Response {
-	return Response{Status: lr.Status, Headers: lr.Headers, Body: lr.Body, LocalReply: lr}
+	c := *lr
+	c.Headers = cloneHeaders(lr.Headers)
+	c.Body = append([]byte(nil), lr.Body...)
+	return Response{Status: c.Status, Headers: c.Headers, Body: c.Body, LocalReply: &c}
+}
+
+func cloneHeaders(h Headers) Headers {
+	if h == nil {
+		return nil
+	}
+	return append(make(Headers, 0, len(h)), h...)
 }

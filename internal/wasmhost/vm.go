@@ -61,6 +61,8 @@ type VM struct {
 	capture     *[]string    // error/critical log lines, collected for the canary
 	rootProps   map[string][]byte
 	pendingDone bool
+	closed      bool    // shut down with its plugin: never reloaded
+	free        *Stream // a closed stream kept for reuse by Serve
 }
 
 type phase uint8
@@ -257,7 +259,7 @@ func (vm *VM) fail(err error) {
 // maybeReload restarts a failed VM under FailReload once its back-off has elapsed on the
 // Clock. vm.mu must be held.
 func (vm *VM) maybeReload() {
-	if !vm.failed || vm.p.cfg.FailurePolicy != FailReload || vm.name == "canary" {
+	if !vm.failed || vm.closed || vm.p.cfg.FailurePolicy != FailReload || vm.name == "canary" {
 		return
 	}
 	if vm.p.clock.Now().Before(vm.reloadAt) {
@@ -331,6 +333,7 @@ func (vm *VM) Tick() {
 func (vm *VM) shutdown(ctx context.Context) error {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
+	vm.closed = true
 	if vm.inst == nil {
 		return nil
 	}
