@@ -1,3 +1,5 @@
+//go:build !wasip1
+
 package main
 
 import (
@@ -92,14 +94,14 @@ func TestAllowThenLimitWithHeaders(t *testing.T) {
 	vm := g.Worker(0)
 	for i, wantR := range []string{"2", "1", "0"} {
 		resp := g.serve(vm, get("10.0.0.1:5000", "/x"))
-		if resp.Status != 200 || header(resp.Headers, "x-upstream") != "yes" {
+		if resp.Status != 200 || headerValue(resp.Headers, "x-upstream") != "yes" {
 			t.Fatalf("request %d: %d %v", i, resp.Status, resp.Headers)
 		}
-		if got := header(resp.Headers, "ratelimit-policy"); got != `"per-ip";q=3;w=6` {
+		if got := headerValue(resp.Headers, "ratelimit-policy"); got != `"per-ip";q=3;w=6` {
 			t.Fatalf("request %d: RateLimit-Policy %q", i, got)
 		}
 		wantT := map[string]string{"2": "2", "1": "4", "0": "6"}[wantR]
-		if got := header(resp.Headers, "ratelimit"); got != `"per-ip";r=`+wantR+`;t=`+wantT {
+		if got := headerValue(resp.Headers, "ratelimit"); got != `"per-ip";r=`+wantR+`;t=`+wantT {
 			t.Fatalf("request %d: RateLimit %q", i, got)
 		}
 	}
@@ -115,7 +117,7 @@ func TestAllowThenLimitWithHeaders(t *testing.T) {
 		"ratelimit":        `"per-ip";r=0;t=6`,
 		"content-type":     "application/problem+json",
 	} {
-		if got := header(resp.Headers, name); got != want {
+		if got := headerValue(resp.Headers, name); got != want {
 			t.Errorf("429 %s = %q, want %q", name, got, want)
 		}
 	}
@@ -180,7 +182,7 @@ func TestMatchAndShadow(t *testing.T) {
 		t.Fatalf("shadow_limited = %d", got)
 	}
 	resp := g.serve(vm, get("10.0.0.1:1", "/x", "x-api-key", "k"))
-	if resp.Status != 200 || header(resp.Headers, "ratelimit") != `"watch";r=0;t=3600` {
+	if resp.Status != 200 || headerValue(resp.Headers, "ratelimit") != `"watch";r=0;t=3600` {
 		t.Fatalf("shadow: %d %v", resp.Status, resp.Headers)
 	}
 }
@@ -190,12 +192,12 @@ func TestCustomReplyAndLegacyHeaders(t *testing.T) {
 		"status":503,"body":"slow down","headers":"legacy"}`)
 	g.serve(g.Worker(0), get("1.1.1.1:1", "/"))
 	resp := g.serve(g.Worker(0), get("1.1.1.1:1", "/"))
-	if resp.Status != 503 || string(resp.Body) != "slow down" || header(resp.Headers, "content-type") != "text/plain; charset=utf-8" {
+	if resp.Status != 503 || string(resp.Body) != "slow down" || headerValue(resp.Headers, "content-type") != "text/plain; charset=utf-8" {
 		t.Fatalf("reply: %d %q %v", resp.Status, resp.Body, resp.Headers)
 	}
 	for name, want := range map[string]string{"x-ratelimit-limit": "1", "x-ratelimit-remaining": "0",
 		"x-ratelimit-reset": "10", "retry-after": "10", "ratelimit": ""} {
-		if got := header(resp.Headers, name); got != want {
+		if got := headerValue(resp.Headers, name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
 		}
 	}

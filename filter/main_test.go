@@ -1,3 +1,5 @@
+//go:build !wasip1
+
 package main
 
 // These tests load the compiled module (build/tokengate.wasm) into the
@@ -130,7 +132,7 @@ func (g *gateway) serve(vm *wasmhost.VM, c call) wasmhost.Response {
 	return vm.Serve(wasmhost.StreamInfo{SourceAddress: c.source}, wasmhost.Request{Headers: h}, upstreamOK)
 }
 
-func header(h wasmhost.Headers, name string) string {
+func headerValue(h wasmhost.Headers, name string) string {
 	for _, kv := range h {
 		if kv[0] == name {
 			return kv[1]
