@@ -37,5 +37,16 @@ check:
 	$(GO) mod tidy
 	@git diff --exit-code -- go.mod go.sum || { echo 'go mod tidy changed go.mod/go.sum'; exit 1; }
 
+## run: the example gateway (envoy/examples/gateway.yaml) with three sample backends on port $(PORT); Ctrl-C stops all
+PORT ?= 10000
+run: wasm
+	@mkdir -p build/gateway/bin
+	$(GO) build -o build/gateway/bin/gateway ./e2e/cmd/gateway
+	build/gateway/bin/gateway -spec envoy/examples/gateway.yaml -port $(PORT) -out build/gateway
+
+## e2e: end-to-end scenarios on Envoy if installed (ENVOY_BIN or PATH), else envoysim; E2E_DATAPLANE=envoy|sim forces one
+e2e: wasm
+	TOKENGATE_WASM=$(CURDIR)/$(WASM) $(GO) test -tags e2e -count=1 -timeout 15m -v ./e2e/
+
 clean:
 	rm -rf build

@@ -305,14 +305,18 @@ func (s *Server) forward(w http.ResponseWriter, ctx context.Context, c *conn, st
 	if rp != nil && rp.PerTryTimeout > 0 && (expected == 0 || rp.PerTryTimeout < expected) {
 		expected = rp.PerTryTimeout
 	}
-	up := make(http.Header, len(h))
+	up := make(http.Header, len(h)+1)
 	for _, kv := range h {
 		if !strings.HasPrefix(kv[0], ":") && kv[0] != "content-length" && kv[0] != "host" {
-			up[kv[0]] = append(up[kv[0]], kv[1])
+			k := http.CanonicalHeaderKey(kv[0])
+			up[k] = append(up[k], kv[1])
 		}
 	}
+	if _, ok := up["User-Agent"]; !ok {
+		up["User-Agent"] = []string{""} // Envoy adds none; an empty value stops Go adding its own
+	}
 	if expected > 0 {
-		up["x-envoy-expected-rq-timeout-ms"] = []string{strconv.FormatInt(expected.Milliseconds(), 10)}
+		up.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(expected.Milliseconds(), 10))
 	}
 	var tried []*host
 	retries, holdingRetry := 0, false
@@ -463,9 +467,7 @@ func (s *Server) roundTrip(ctx context.Context, cl *cluster, h *host, method, au
 		req.Body = io.NopCloser(strings.NewReader(string(body)))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(body))), nil }
 		req.ContentLength = int64(len(body))
-	} else if method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
-		req.Header["content-length"] = []string{"0"}
-	}
+	} // else: Go sends "Content-Length: 0" itself for POST, PUT and PATCH
 	req = req.WithContext(ctx)
 	return cl.transport.RoundTrip(req)
 }

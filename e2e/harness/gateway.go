@@ -1,0 +1,188 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/tokengate/tokengate/envoy"
+)
+
+// Options say how to start a Gateway.
+type Options struct {
+	Dir           string    // the bootstrap is written here
+	Dataplane     Dataplane // from FindDataplane
+	Tools         Tools
+	StartBackends bool          // start a sample backend on every backend address of the spec
+	Log           io.Writer     // every process's output is also written here; nil: kept in memory only
+	ReadyTimeout  time.Duration // 0: 30 s
+}
+
+// Gateway is a running data plane with its sample backends.
+type Gateway struct {
+	Spec      *envoy.Spec
+	Bootstrap string // path of the generated bootstrap
+	Dataplane Dataplane
+	Proxy     *Process
+	Listen    string // where to send requests (host:port; 0.0.0.0 becomes 127.0.0.1)
+	Admin     string
+	// Backends are the sample backends by address, with their names (b1, b2, ... in spec
+	// order).
+	Backends map[string]*Process
+	Names    map[string]string
+	Order    []string // backend addresses in spec order
+
+	opts Options
+}
+
+// WriteBootstrap generates the Envoy bootstrap of spec into dir/envoy.yaml.
+func WriteBootstrap(spec *envoy.Spec, dir string) (string, error) {
+	y, err := envoy.BootstrapYAML(spec)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "envoy.yaml")
+	return path, os.WriteFile(path, y, 0o644)
+}
+
+func dialable(a envoy.Address) string {
+	host := a.Host
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.FormatUint(uint64(a.Port), 10))
+}
+
+// StartGateway writes the bootstrap, starts the backends and the data plane, and waits until
+// the data plane is ready. On error everything it started is stopped again, and the error
+// carries the data plane's log.
+func StartGateway(ctx context.Context, spec *envoy.Spec, o Options) (*Gateway, error) {
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 30 * time.Second
+	}
+	wasm, err := spec.WasmPath()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(wasm); err != nil {
+		return nil, fmt.Errorf("the filter module is missing (run `make wasm`): %w", err)
+	}
+	path, err := WriteBootstrap(spec, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		Spec: spec, Bootstrap: path, Dataplane: o.Dataplane, opts: o,
+		Listen: dialable(spec.Listen), Admin: dialable(spec.Admin),
+		Backends: map[string]*Process{}, Names: map[string]string{},
+	}
+	for _, r := range spec.Routes {
+		for _, b := range r.Backends {
+			addr := b.Address().String()
+			if _, ok := g.Names[addr]; !ok {
+				g.Names[addr] = "b" + strconv.Itoa(len(g.Order)+1)
+				g.Order = append(g.Order, addr)
+			}
+		}
+	}
+	if o.StartBackends {
+		for _, addr := range g.Order {
+			if err := g.StartBackend(ctx, addr); err != nil {
+				g.Stop()
+				return nil, err
+			}
+		}
+	}
+	g.Proxy, err = StartDataplane(o.Dataplane, path, spec.Concurrency, o.Log)
+	if err != nil {
+		g.Stop()
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
+	defer cancel()
+	if err := WaitReady(rctx, g.Admin, g.Proxy); err != nil {
+		log := g.Proxy.Log()
+		g.Stop()
+		return nil, fmt.Errorf("%w\n--- %s log ---\n%s", err, g.Proxy.Name, log)
+	}
+	return g, nil
+}
+
+// StartBackend (re)starts the sample backend at addr.
+func (g *Gateway) StartBackend(ctx context.Context, addr string) error {
+	name, ok := g.Names[addr]
+	if !ok {
+		return fmt.Errorf("%s is not a backend of the spec", addr)
+	}
+	if p := g.Backends[addr]; p != nil {
+		select {
+		case <-p.Done():
+		default:
+			return fmt.Errorf("backend %s is already running", name)
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p, err := StartBackend(sctx, g.opts.Tools, addr, name, g.opts.Log)
+	if err != nil {
+		return err
+	}
+	g.Backends[addr] = p
+	return nil
+}
+
+// Stop stops the data plane, then the backends.
+func (g *Gateway) Stop() {
+	if g.Proxy != nil {
+		g.Proxy.Stop()
+	}
+	for _, p := range g.Backends {
+		p.Stop()
+	}
+}
+
+// Logs returns the output of every process, data plane first.
+func (g *Gateway) Logs() string {
+	var s string
+	if g.Proxy != nil {
+		s += "--- " + g.Proxy.Name + " ---\n" + g.Proxy.Log()
+	}
+	for _, addr := range g.Order {
+		if p := g.Backends[addr]; p != nil {
+			s += "--- " + p.Name + " ---\n" + p.Log()
+		}
+	}
+	return s
+}
+
+// Wait blocks until ctx ends or a process the gateway started exits by itself, which it
+// reports as an error.
+func (g *Gateway) Wait(ctx context.Context) error {
+	exited := make(chan *Process, 1+len(g.Backends))
+	watch := func(p *Process) {
+		select {
+		case <-p.Done():
+			exited <- p
+		case <-ctx.Done():
+		}
+	}
+	go watch(g.Proxy)
+	for _, p := range g.Backends {
+		go watch(p)
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case p := <-exited:
+		return errors.New(p.Name + " exited: " + fmt.Sprint(p.ExitErr()))
+	}
+}
