@@ -141,7 +141,8 @@ func (vm *VM) continueStream(typ uint32) Status {
 	switch typ {
 	case 0:
 		if st != nil {
-			st.reqContinued = true
+			// Envoy drops the request headers (and body) at once.
+			st.reqContinued, st.reqGone = true, true
 		}
 	case 1:
 		if st != nil {
@@ -211,15 +212,19 @@ func hostGetBufferBytes(vm *VM, s []uint64) {
 		ret(s, st)
 		return
 	}
-	start, max := u32(s, 1), u32(s, 2)
-	b := *buf
-	if uint64(start) > uint64(len(b)) {
-		ret(s, StatusBadArgument)
+	start, length := u32(s, 1), u32(s, 2)
+	if start+length < start {
+		ret(s, StatusBadArgument) // overflow, as cpp-host checks
 		return
 	}
-	b = b[start:]
-	if uint64(max) < uint64(len(b)) {
-		b = b[:max]
+	b := *buf
+	if uint64(start) > uint64(len(b)) {
+		b = nil // no over-read: an empty result
+	} else {
+		b = b[start:]
+		if uint64(length) < uint64(len(b)) {
+			b = b[:length]
+		}
 	}
 	// Copy out first: the allocator may run guest code that changes nothing here, but the
 	// buffer may alias the plugin configuration, which must not be exposed writable.
@@ -396,9 +401,10 @@ func hostGetMetric(vm *VM, s []uint64) {
 
 // Header maps.
 
-// headerMap returns the header map of the given type visible to the running callback.
-// Envoy drops its pointer to the request (response) headers once they have continued, so
-// later access is BAD_ARGUMENT, except in proxy_on_log where both are readable again.
+// headerMap returns the header map of the given type that Envoy's getMap exposes to the
+// running callback, for writes and for the size: Envoy drops its pointer to the request
+// (response) headers once they have continued, so later access is BAD_ARGUMENT. Trailers are
+// not modelled (BAD_ARGUMENT).
 func (vm *VM) headerMap(typ uint32) (*Headers, Status) {
 	st := vm.stream()
 	if st == nil {
@@ -406,12 +412,12 @@ func (vm *VM) headerMap(typ uint32) (*Headers, Status) {
 	}
 	switch typ {
 	case mapRequestHeaders:
-		if st.reqGone && !st.inLog {
+		if st.reqGone || !st.reqSeen {
 			return nil, StatusBadArgument
 		}
 		return &st.req, StatusOK
 	case mapResponseHeaders:
-		if !st.respSeen || (st.respGone && !st.inLog) {
+		if st.respGone || !st.respSeen {
 			return nil, StatusBadArgument
 		}
 		return &st.resp, StatusOK
@@ -419,13 +425,40 @@ func (vm *VM) headerMap(typ uint32) (*Headers, Status) {
 	return nil, StatusBadArgument
 }
 
+// constHeaderMap is Envoy's getConstMap, used by the getters: in proxy_on_log it returns the
+// headers the access log sees (request and response headers as they finally were), else the
+// same as headerMap. A nil map with StatusOK means "none in the access log".
+func (vm *VM) constHeaderMap(typ uint32) (*Headers, Status) {
+	st := vm.stream()
+	if st == nil || !st.inLog {
+		return vm.headerMap(typ)
+	}
+	switch typ {
+	case mapRequestHeaders:
+		if st.reqSeen {
+			return &st.req, StatusOK
+		}
+	case mapResponseHeaders:
+		if st.respSeen {
+			return &st.resp, StatusOK
+		}
+	}
+	return nil, StatusOK
+}
+
+// hostGetHeaderMapPairs never fails on a missing map: Envoy serializes it as empty, and an
+// empty map is returned as pointer 0, length 0.
 func hostGetHeaderMapPairs(vm *VM, s []uint64) {
-	h, st := vm.headerMap(u32(s, 0))
-	if st != StatusOK {
-		ret(s, st)
+	typ := u32(s, 0)
+	if typ > maxMapType {
+		ret(s, StatusBadArgument)
 		return
 	}
-	vm.scratch = appendPairs(vm.scratch[:0], *h)
+	h, _ := vm.constHeaderMap(typ)
+	vm.scratch = vm.scratch[:0]
+	if h != nil && len(*h) > 0 {
+		vm.scratch = appendPairs(vm.scratch, *h)
+	}
 	ret(s, vm.writeOut(vm.scratch, u32(s, 1), u32(s, 2)))
 }
 
@@ -444,8 +477,10 @@ func hostSetHeaderMapPairs(vm *VM, s []uint64) {
 	ret(s, StatusOK)
 }
 
+// hostGetHeaderMapValue returns the first value of a header. In proxy_on_log a map the access
+// log lacks is NOT_FOUND; elsewhere an unavailable map is BAD_ARGUMENT.
 func hostGetHeaderMapValue(vm *VM, s []uint64) {
-	h, st := vm.headerMap(u32(s, 0))
+	h, st := vm.constHeaderMap(u32(s, 0))
 	if st != StatusOK {
 		ret(s, st)
 		return
@@ -453,6 +488,10 @@ func hostGetHeaderMapValue(vm *VM, s []uint64) {
 	key, ok := vm.read(u32(s, 1), u32(s, 2))
 	if !ok {
 		ret(s, StatusInvalidMemoryAccess)
+		return
+	}
+	if h == nil {
+		ret(s, StatusNotFound)
 		return
 	}
 	i := h.index(key)

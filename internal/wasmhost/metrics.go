@@ -103,8 +103,8 @@ func (m *Metrics) sorted() []*metric {
 	return list
 }
 
-// WriteText writes the stats like Envoy's admin /stats, one "name: value" line each, sorted
-// by name; a histogram is written as "name: P0(nan,...)"-free "count=N sum=S".
+// WriteText writes the stats like Envoy's admin /stats: one "name: value" line each, sorted
+// by name. A histogram is written as "name: count=N sum=S" (Envoy prints quantiles instead).
 func (m *Metrics) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	for _, s := range m.sorted() {

@@ -125,7 +125,8 @@ func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (*Module, erro
 	return m, nil
 }
 
-// Close releases the module's runtime and every VM still instantiated from it.
+// Close releases the module's runtime and every VM still instantiated from it; close the
+// plugins first, as VMs of a closed module fail every call.
 func (m *Module) Close(ctx context.Context) error { return m.rt.Close(ctx) }
 
 // exportSig is the signature cpp-host expects of a module export: n i32 params, i32 result or none.

@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// PluginConfig is the configuration of one Envoy wasm filter (plugin) and its VMs.
-// Only Name... are informative; zero values select Envoy's defaults as documented per field.
+// PluginConfig is the configuration of one Envoy wasm filter (plugin) and its VMs, mirroring
+// envoy.extensions.filters.http.wasm.v3.Wasm. The zero value of every field selects the
+// default documented on it. NewPlugin keeps the byte slices: do not modify them afterwards.
 type PluginConfig struct {
 	Name            string // plugin name (plugin_name property)
 	RootID          string // root_id (plugin_root_id property)

@@ -78,7 +78,7 @@ type Stream struct {
 
 	req, resp         Headers
 	reqGone, respGone bool // the headers continued: Envoy no longer exposes them
-	respSeen          bool
+	reqSeen, respSeen bool
 	inLog             bool
 	respCode          int
 	reqBody, respBody []byte
@@ -182,6 +182,7 @@ func (s *Stream) RequestHeaders(h Headers, endOfStream bool) Result {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	s.req = copyHeaders(s.req, h)
+	s.reqSeen = true
 	if s.skip() {
 		return s.result(Continue, s.req, nil)
 	}
@@ -406,28 +407,29 @@ func (s *Stream) sendLocalReply(throughFilter bool) {
 	reply.Headers, reply.Body = s.resp, s.respBody
 }
 
-// buildReply makes the headers and body of a local reply like Envoy's sendLocalReply.
+// buildReply makes the headers and body of a local reply like Envoy's sendLocalReply: the
+// guest's additional headers are added (addCopy) to ":status"; a body gets content-length and,
+// unless the guest set one, content-type text/plain. A gRPC request (content-type
+// application/grpc...) gets a trailers-only 200 instead, with grpc-status (the guest's, or
+// mapped from the HTTP code) and the body as grpc-message.
 func buildReply(p *pendingReply, req Headers) (int, Headers, []byte) {
-	if ct, _ := req.Get("content-type"); p.grpc >= 0 && p.grpc <= 16 && strings.HasPrefix(ct, "application/grpc") {
-		// gRPC request: a trailers-only 200 carrying grpc-status and grpc-message.
-		h := Headers{{":status", "200"}, {"content-type", "application/grpc"},
-			{"grpc-status", strconv.Itoa(int(p.grpc))}}
-		msg := string(p.body)
-		if msg == "" {
-			msg = p.details
+	if ct, _ := req.Get("content-type"); strings.HasPrefix(ct, "application/grpc") {
+		code := int(p.grpc)
+		if p.grpc < 0 || p.grpc > 16 {
+			code = grpcFromHTTP(p.status)
 		}
-		if msg != "" {
-			h = append(h, [2]string{"grpc-message", msg})
-		}
-		for _, kv := range p.headers {
-			h.set([]byte(kv[0]), kv[1])
+		h := Headers{{":status", "200"}}
+		h = append(h, p.headers...)
+		h.set([]byte("content-type"), "application/grpc")
+		h.set([]byte("grpc-status"), strconv.Itoa(code))
+		if len(p.body) > 0 {
+			h.set([]byte("grpc-message"), string(p.body))
 		}
 		return 200, h, nil
 	}
-	h := Headers{{":status", strconv.Itoa(p.status)}}
-	for _, kv := range p.headers {
-		h.set([]byte(kv[0]), kv[1])
-	}
+	h := make(Headers, 0, len(p.headers)+3)
+	h = append(h, [2]string{":status", strconv.Itoa(p.status)})
+	h = append(h, p.headers...)
 	if len(p.body) > 0 {
 		h.set([]byte("content-length"), strconv.Itoa(len(p.body)))
 		if _, ok := h.Get("content-type"); !ok {
@@ -435,6 +437,23 @@ func buildReply(p *pendingReply, req Headers) (int, Headers, []byte) {
 		}
 	}
 	return p.status, h, p.body
+}
+
+// grpcFromHTTP is Envoy's mapping of an HTTP status to a gRPC status for local replies.
+func grpcFromHTTP(code int) int {
+	switch code {
+	case 400:
+		return 13 // INTERNAL
+	case 401:
+		return 16 // UNAUTHENTICATED
+	case 403:
+		return 7 // PERMISSION_DENIED
+	case 404:
+		return 12 // UNIMPLEMENTED
+	case 429, 502, 503, 504:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
 }
 
 // hostSendLocalResponse records the reply; it is sent once the running callback returns.

@@ -128,6 +128,15 @@ func TestRequestHeadersGoneAfterContinue(t *testing.T) {
 	if got, want := sharedString(t, p, "log."+id), "/api/v1?x=1/status=0 201/status=0"; got != want {
 		t.Errorf("in proxy_on_log: %q, want %q", got, want)
 	}
+	// Envoy's getters use the access-log headers in proxy_on_log, but the size (and writes)
+	// use the dropped pointer: BAD_ARGUMENT.
+	if got, want := sharedString(t, p, "logx."+id), "size:status=2 pairs:status=0/"+strconv.Itoa(len(EncodePairs(req("")))); got != want {
+		t.Errorf("in proxy_on_log: %q, want %q", got, want)
+	}
+	// A dropped map serializes as empty: OK, pointer 0, length 0.
+	if v, _ := resp.Headers.Get("x-req-pairs"); v != "status=0/ptr=0/len=0" {
+		t.Errorf("pairs of dropped request headers = %q", v)
+	}
 	if sharedString(t, p, "deleted."+id) != "1" {
 		t.Error("proxy_on_delete did not run")
 	}
@@ -169,6 +178,7 @@ func TestLocalReplyFlowsThroughResponseCallbacks(t *testing.T) {
 		{"content-type", "application/json"}, // the filter's header wins over text/plain
 		{"content-length", "9"},
 		{"x-resp-seen", "429/req-headers-status=0"}, // added by proxy_on_response_headers
+		{"x-req-pairs", "status=0/ptr=" + ptrOf(lr.Headers) + "/len=" + strconv.Itoa(len(EncodePairs(r.Headers)))},
 		{"x-resp-code", "429"},
 	}
 	if !equalHeaders(lr.Headers, want) {
@@ -192,7 +202,9 @@ func TestLocalReplyWithoutBody(t *testing.T) {
 		t.Error("upstream called after a local reply")
 		return Response{}
 	})
-	want := Headers{{":status", "403"}, {"x-ratelimit", "0"}, {"x-resp-seen", "403/req-headers-status=0"}, {"x-resp-code", "403"}}
+	want := Headers{{":status", "403"}, {"x-ratelimit", "0"}, {"x-resp-seen", "403/req-headers-status=0"},
+		{"x-req-pairs", "status=0/ptr=" + ptrOf(resp.Headers) + "/len=" + strconv.Itoa(len(EncodePairs(append(req("local:403:access denied:"), [2]string{"x-out-local", "status=0"}))))},
+		{"x-resp-code", "403"}}
 	if resp.Status != 403 || resp.LocalReply == nil || resp.LocalReply.Details != "access_denied" ||
 		!equalHeaders(resp.Headers, want) || len(resp.Body) != 0 {
 		t.Fatalf("response %+v, headers want %q", resp, want)
@@ -206,6 +218,32 @@ func TestLocalReplyDuringResponse(t *testing.T) {
 	})
 	if resp.Status != 403 || resp.LocalReply == nil || resp.LocalReply.Details != "denied_in_response" || len(resp.Body) != 0 {
 		t.Fatalf("response %+v", resp)
+	}
+}
+
+// ptrOf returns the guest pointer the filter reported in x-req-pairs (it varies).
+func ptrOf(h Headers) string {
+	v, _ := h.Get("x-req-pairs")
+	_, rest, _ := strings.Cut(v, "/ptr=")
+	p, _, _ := strings.Cut(rest, "/")
+	if p == "0" {
+		return "nonzero"
+	}
+	return p
+}
+
+func TestLocalReplyToGRPCRequest(t *testing.T) {
+	p, _ := newTestPlugin(t, PluginConfig{})
+	h := append(req("local:429:rate limited:slow down"), [2]string{"content-type", "application/grpc"})
+	resp := p.Worker(0).Serve(info, Request{Headers: h}, nil)
+	if resp.Status != 200 || resp.LocalReply == nil || len(resp.Body) != 0 {
+		t.Fatalf("response %+v", resp)
+	}
+	for k, want := range map[string]string{"content-type": "application/grpc", "grpc-status": "14",
+		"grpc-message": "slow down", "x-ratelimit": "0"} {
+		if v, _ := resp.Headers.Get(k); v != want {
+			t.Errorf("%s = %q, want %q (headers %q)", k, v, want, resp.Headers)
+		}
 	}
 }
 

@@ -118,19 +118,27 @@ const (
 	mapRequestTrailers  = 1
 	mapResponseHeaders  = 2
 	mapResponseTrailers = 3
+	maxMapType          = 7 // http-call response trailers
 )
 
 // Buffer types of the proxy-wasm ABI.
 const (
-	bufRequestBody   = 0
-	bufResponseBody  = 1
-	bufVMConfig      = 6
-	bufPluginConfig  = 7
-	metricCounter    = 0
-	metricGauge      = 1
-	metricHistogram  = 2
-	rootContextID    = 1
-	maxPairsBytes    = 1 << 20
-	maxPairsCount    = 1024
-	memoryLimitPages = 16384 // 1 GiB, V8's cap
+	bufRequestBody  = 0
+	bufResponseBody = 1
+	bufVMConfig     = 6
+	bufPluginConfig = 7
+)
+
+// Metric types of the proxy-wasm ABI.
+const (
+	metricCounter   = 0
+	metricGauge     = 1
+	metricHistogram = 2
+)
+
+const (
+	rootContextID    = 1       // the root context of every VM; streams count from 2
+	maxPairsBytes    = 1 << 20 // cpp-host's limit on a serialized header map
+	maxPairsCount    = 1024    // cpp-host's limit on the pairs of a header map
+	memoryLimitPages = 16384   // 1 GiB of linear memory, V8's cap
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -57,7 +56,7 @@ type VM struct {
 	lastMono   int64
 
 	metricSlots [3][]*metric // by type; id = (index+1)<<2 | type
-	lines       [3][]byte    // partial fd_write lines of fd 1 and 2
+	lines       []byte       // reused to gather one fd_write
 	capture     *[]string    // error/critical log lines, collected for the canary
 	rootProps   map[string][]byte
 	pendingDone bool
@@ -236,7 +235,6 @@ func (vm *VM) invoke(fn api.Function, s *Stream, nargs int) (uint64, bool) {
 		err = fn.CallWithStack(vm.ctx, vm.stack)
 	}
 	vm.cur, vm.effSet, vm.eff = prevCur, prevEffSet, prevEff
-	vm.flushLines()
 	if err != nil {
 		vm.fail(err)
 		return 0, false
@@ -385,32 +383,6 @@ func (vm *VM) logBytes(level LogLevel, msg []byte) {
 		return
 	}
 	vm.logString(level, string(msg))
-}
-
-// writeLines buffers fd_write output of fd 1 (info) or 2 (error) and logs complete lines.
-func (vm *VM) writeLines(fd uint32, b []byte) {
-	if vm.p.cfg.Log == nil && vm.capture == nil {
-		return
-	}
-	buf := append(vm.lines[fd], b...)
-	for {
-		i := strings.IndexByte(string(buf), '\n')
-		if i < 0 {
-			break
-		}
-		vm.logBytes(fdLevel(fd), buf[:i])
-		buf = buf[i+1:]
-	}
-	vm.lines[fd] = append(vm.lines[fd][:0], buf...)
-}
-
-func (vm *VM) flushLines() {
-	for fd := uint32(1); fd <= 2; fd++ {
-		if len(vm.lines[fd]) > 0 {
-			vm.logBytes(fdLevel(fd), vm.lines[fd])
-			vm.lines[fd] = vm.lines[fd][:0]
-		}
-	}
 }
 
 func fdLevel(fd uint32) LogLevel {

@@ -35,6 +35,9 @@ func proxyGetHeaderMapPairs(typ uint32, ptr, size *uint32) uint32
 //go:wasmimport env proxy_set_header_map_pairs
 func proxySetHeaderMapPairs(typ uint32, data unsafe.Pointer, size uint32) uint32
 
+//go:wasmimport env proxy_get_header_map_size
+func proxyGetHeaderMapSize(typ uint32, size *uint32) uint32
+
 //go:wasmimport env proxy_add_header_map_value
 func proxyAddHeaderMapValue(typ uint32, key unsafe.Pointer, keySize uint32, val unsafe.Pointer, valSize uint32) uint32
 
@@ -360,6 +363,10 @@ func onResponseHeaders(id, n, eos uint32) uint32 {
 	_, reqSt := getHeader(0, ":path")
 	status, _ := getHeader(2, ":status")
 	addHeader(2, "x-resp-seen", status+"/req-headers-"+st(reqSt))
+	var pp, pn uint32
+	ps := proxyGetHeaderMapPairs(0, &pp, &pn)
+	take(pp, pn)
+	addHeader(2, "x-req-pairs", st(ps)+"/ptr="+strconv.Itoa(int(pp))+"/len="+strconv.Itoa(int(pn)))
 	if strings.Contains(requestCommands[id], "resppanic") {
 		panic("guest panic on response")
 	}
@@ -387,6 +394,11 @@ func onLog(id uint32) {
 	path, s0 := getHeader(0, ":path")
 	status, s2 := getHeader(2, ":status")
 	setShared("log."+strconv.Itoa(int(id)), path+"/"+st(s0)+" "+status+"/"+st(s2), 0)
+	var size, p, n uint32
+	sz := proxyGetHeaderMapSize(0, &size)
+	ps := proxyGetHeaderMapPairs(0, &p, &n)
+	take(p, n)
+	setShared("logx."+strconv.Itoa(int(id)), "size:"+st(sz)+" pairs:"+st(ps)+"/"+strconv.Itoa(int(n)), 0)
 }
 
 //go:wasmexport proxy_on_done
