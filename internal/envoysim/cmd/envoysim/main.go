@@ -91,12 +91,12 @@ func run(args []string, stderr io.Writer) int {
 	})
 	if err != nil {
 		log.Error("start-up failed", "err", err)
-		fmt.Fprintf(stderr, "envoysim: %v\n", err)
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	if err := srv.Start(); err != nil {
 		log.Error("start-up failed", "err", err)
-		fmt.Fprintf(stderr, "envoysim: %v\n", err)
+		fmt.Fprintln(stderr, err)
 		_ = srv.Shutdown(context.Background())
 		return 1
 	}
