@@ -68,13 +68,13 @@ func noopModule(t testing.TB) *Module {
 	}
 	m, err := Compile(context.Background(), buildWasm(nil, []wasmExport{
 		abiExport020, allocator,
-		{"_initialize", w(0, false)},
-		{"proxy_on_context_create", w(2, false)},
-		{"proxy_on_request_headers", w(3, true)},
-		{"proxy_on_response_headers", w(3, true)},
-		{"proxy_on_log", w(1, false)},
-		{"proxy_on_done", w(1, true)},
-		{"proxy_on_delete", w(1, false)},
+		{name: "_initialize", sig: w(0, false)},
+		{name: "proxy_on_context_create", sig: w(2, false)},
+		{name: "proxy_on_request_headers", sig: w(3, true)},
+		{name: "proxy_on_response_headers", sig: w(3, true)},
+		{name: "proxy_on_log", sig: w(1, false)},
+		{name: "proxy_on_done", sig: w(1, true)},
+		{name: "proxy_on_delete", sig: w(1, false)},
 	}))
 	if err != nil {
 		t.Fatal(err)

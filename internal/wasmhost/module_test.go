@@ -17,8 +17,9 @@ type wasmImport struct {
 }
 
 type wasmExport struct {
-	name string
-	sig  wasmFunc
+	name   string
+	sig    wasmFunc
+	result int32 // what an i32 result returns (a small non-negative constant)
 }
 
 // buildWasm assembles a minimal module with the given function imports and exported
@@ -84,7 +85,7 @@ func buildWasm(imports []wasmImport, exports []wasmExport) []byte {
 			if r == 0x7e {
 				body = append(body, 0x42, 0)
 			} else {
-				body = append(body, 0x41, 0)
+				body = sleb(append(body, 0x41), ex.result)
 			}
 		}
 		body = append(body, 0x0b)
@@ -93,11 +94,23 @@ func buildWasm(imports []wasmImport, exports []wasmExport) []byte {
 	return section(out, 10, code)
 }
 
+// sleb appends v as signed LEB128.
+func sleb(b []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
 var (
 	sigVoid      = wasmFunc{}
 	sigI32I32    = wasmFunc{params: []byte{0x7f}, results: []byte{0x7f}}
-	abiExport020 = wasmExport{"proxy_abi_version_0_2_0", sigVoid}
-	allocator    = wasmExport{"proxy_on_memory_allocate", sigI32I32}
+	abiExport020 = wasmExport{name: "proxy_abi_version_0_2_0", sig: sigVoid}
+	allocator    = wasmExport{name: "proxy_on_memory_allocate", sig: sigI32I32}
 )
 
 func TestCompileAcceptsMinimalModule(t *testing.T) {
@@ -155,7 +168,7 @@ func TestCompileRejects(t *testing.T) {
 			{"env", "proxy_continue_request", wasmFunc{results: []byte{0x7f}}},
 		}, []wasmExport{abiExport020, allocator}), []string{"env.proxy_continue_request"}},
 		{"callback with a wrong signature", buildWasm(nil, []wasmExport{abiExport020, allocator,
-			{"proxy_on_request_headers", wasmFunc{params: []byte{0x7f, 0x7f}, results: []byte{0x7f}}}}),
+			{name: "proxy_on_request_headers", sig: wasmFunc{params: []byte{0x7f, 0x7f}, results: []byte{0x7f}}}}),
 			[]string{"proxy_on_request_headers(i32,i32)->(i32)"}},
 	}
 	for _, tt := range tests {
@@ -177,7 +190,7 @@ func TestCompileRejects(t *testing.T) {
 func TestCompileAcceptsGetLogLevelInABI021(t *testing.T) {
 	m, err := Compile(context.Background(), buildWasm([]wasmImport{
 		{"env", "proxy_get_log_level", sigI32I32},
-	}, []wasmExport{{"proxy_abi_version_0_2_1", sigVoid}, allocator}))
+	}, []wasmExport{{name: "proxy_abi_version_0_2_1", sig: sigVoid}, allocator}))
 	if err != nil {
 		t.Fatal(err)
 	}

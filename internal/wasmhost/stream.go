@@ -150,10 +150,10 @@ func (s *Stream) failStream() {
 	}
 	s.mode = modeDenied
 	s.pending = nil
-	s.resp = Headers{{":status", "503"}}
-	s.respBody = nil
-	s.respSeen, s.respCode = true, 503
-	s.reply = &LocalReply{Status: 503, Details: "wasm_fail_stream", Headers: s.resp}
+	status, h, _ := buildReply(&pendingReply{status: 503, grpc: 14}, s.req)
+	s.resp, s.respBody = h, nil
+	s.respSeen, s.respCode = true, status
+	s.reply = &LocalReply{Status: status, Details: "wasm_fail_stream", Headers: s.resp}
 }
 
 // skip reports whether the filter does not run for this callback, applying the failure
