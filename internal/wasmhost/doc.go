@@ -19,5 +19,19 @@
 // internal mutex, so different VMs may be driven from different goroutines in parallel.
 // [SharedData] and [Metrics] are safe for concurrent use.
 //
+// Time: every VM reads the plugin's Clock (SystemClock by default, FakeClock in tests) for
+// proxy_get_current_time_nanoseconds, WASI realtime and monotonic clocks, tick deadlines and
+// the FAIL_RELOAD back-off; nothing reads the machine clock behind its back.
+//
+// Known differences from Envoy (deliberate, to keep the stand-in small):
+//   - trailers are not modelled (maps 1 and 3 are BAD_ARGUMENT, no trailer callbacks);
+//   - proxy_http_call, proxy_grpc_*, shared queues and proxy_get_status link but return
+//     UNIMPLEMENTED; proxy_call_foreign_function knows no function (NOT_FOUND);
+//   - a local reply sent while the response is being encoded replaces the response without
+//     another pass through the filter;
+//   - a request the filter pauses without a local reply and never continues would hang in
+//     Envoy until a timeout; VM.Serve answers 500 "wasmhost_stream_paused";
+//   - histograms keep only a count and a sum.
+//
 // See /work/shared/docs/envoy-wasm-host.md for the behaviour reproduced here, point by point.
 package wasmhost

@@ -162,3 +162,18 @@ func TestTrapNextCallbackHook(t *testing.T) {
 		t.Errorf("crash not logged:\n%s", sink)
 	}
 }
+
+func TestFailClosedAnswersGRPCRequestsTheGRPCWay(t *testing.T) {
+	p, _ := newTestPlugin(t, PluginConfig{})
+	vm := p.Worker(0)
+	vm.TrapNextCallback()
+	vm.Serve(info, Request{Headers: req("")}, nil)
+	h := append(req(""), [2]string{"content-type", "application/grpc+proto"})
+	resp := vm.Serve(info, Request{Headers: h}, nil)
+	if resp.Status != 200 || resp.LocalReply == nil || resp.LocalReply.Details != "wasm_fail_stream" {
+		t.Fatalf("response %+v", resp)
+	}
+	if v, _ := resp.Headers.Get("grpc-status"); v != "14" {
+		t.Fatalf("grpc-status %q, want 14 (UNAVAILABLE)", v)
+	}
+}

@@ -124,8 +124,7 @@ func (vm *VM) newStream(info StreamInfo, s *Stream) *Stream {
 	vm.maybeReload()
 	s.vm, s.info, s.gen, s.startTime = vm, info, vm.gen, vm.p.clock.Now()
 	if vm.failed {
-		s.failStream()
-		return s
+		return s // not created: the first callback applies the failure policy (skip)
 	}
 	s.id = vm.nextID
 	vm.nextID++
@@ -133,8 +132,7 @@ func (vm *VM) newStream(info StreamInfo, s *Stream) *Stream {
 	if fn := vm.fns.contextCreate; fn != nil {
 		vm.stack[0], vm.stack[1] = uint64(s.id), rootContextID
 		if _, ok := vm.invoke(fn, s, 2); !ok {
-			s.failStream()
-			return s
+			return s // the VM failed: the first callback applies the failure policy
 		}
 	}
 	s.created = true
