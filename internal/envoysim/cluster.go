@@ -28,7 +28,8 @@ type host struct {
 	ejections   int // times ejected, for the ejection time
 	cons5xx     int
 	consGateway int
-	stop        context.CancelFunc // stops this host's health check loop
+	ctx         context.Context    // the host's life: its health check loop runs until it ends
+	stop        context.CancelFunc // ends ctx; both are set before the host is published
 
 	rqTotal atomic.Int64
 }
@@ -215,6 +216,9 @@ func (c *cluster) setHosts(ctx context.Context, addrs []string, initial bool) {
 			continue
 		}
 		h := &host{addr: a, hcHealthy: c.cfg.HealthCheck == nil, hcPending: true}
+		if c.cfg.HealthCheck != nil {
+			h.ctx, h.stop = context.WithCancel(ctx)
+		}
 		hosts = append(hosts, h)
 		started = append(started, h)
 	}
@@ -232,9 +236,7 @@ func (c *cluster) setHosts(ctx context.Context, addrs []string, initial bool) {
 			}
 			continue
 		}
-		hctx, cancel := context.WithCancel(ctx)
-		h.stop = cancel
-		go c.healthCheckLoop(hctx, h, initial)
+		go c.healthCheckLoop(h.ctx, h, initial)
 	}
 	c.rebuild()
 }

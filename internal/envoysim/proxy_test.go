@@ -329,3 +329,19 @@ func TestAdmin(t *testing.T) {
 		t.Fatal("quitquitquit did not signal")
 	}
 }
+
+func TestStrictDNS(t *testing.T) {
+	bs := startBackends(t, 1)
+	cfg := fixture(t)
+	cfg.cluster("users").Endpoints = endpoints(bs)
+	fastHealth(cfg.cluster("users"))
+	ac := cfg.cluster("api") // STRICT_DNS, V4_ONLY, "localhost"
+	ac.Endpoints[0].Port = endpoints(bs)[0].Port
+	s := startServer(t, cfg, 1, newFakeFilter())
+	if resp, body := get(t, c0(), s, "/api/things"); resp.StatusCode != 200 || resp.Header.Get("X-Served-By") != "b1" {
+		t.Fatalf("localhost, resolved: %d %q", resp.StatusCode, body)
+	}
+	if st := statsOf(t, s); st["cluster.api.membership_total"] != 1 {
+		t.Fatalf("membership_total %d, want 1 (V4_ONLY)", st["cluster.api.membership_total"])
+	}
+}
