@@ -142,6 +142,8 @@ func expectedExports(abi abiVersion) map[string]exportSig {
 	}
 	return map[string]exportSig{
 		"_initialize":                 {0, false},
+		"_start":                      {0, false},
+		"main":                        {2, true},
 		"malloc":                      {1, true},
 		"proxy_on_memory_allocate":    {1, true},
 		"proxy_on_context_create":     {2, false},

@@ -74,7 +74,7 @@ const (
 
 // exportFns are the module's callbacks, resolved once per instance; nil when not exported.
 type exportFns struct {
-	initialize, start                                       api.Function
+	initialize, start, main                                 api.Function
 	contextCreate, vmStart, configure, tick, done, log, del api.Function
 	reqHeaders, reqBody, reqTrailers                        api.Function
 	respHeaders, respBody, respTrailers                     api.Function
@@ -155,6 +155,7 @@ func (vm *VM) start() error {
 	vm.fns = exportFns{
 		initialize:    inst.ExportedFunction("_initialize"),
 		start:         inst.ExportedFunction("_start"),
+		main:          inst.ExportedFunction("main"),
 		contextCreate: inst.ExportedFunction("proxy_on_context_create"),
 		vmStart:       inst.ExportedFunction("proxy_on_vm_start"),
 		configure:     inst.ExportedFunction("proxy_on_configure"),
@@ -170,18 +171,28 @@ func (vm *VM) start() error {
 		respTrailers:  inst.ExportedFunction("proxy_on_response_trailers"),
 	}
 
-	init := vm.fns.initialize
-	if init == nil {
-		init = vm.fns.start
-	}
-	if init != nil {
-		vm.restrict = restrictInit
-		_, ok := vm.invoke(init, nil, 0)
-		vm.restrict = 0
-		if !ok {
+	// A WASI reactor gets _initialize, then main(0, 0) if it exports one; a command gets
+	// _start. All of it under the start-up restrictions.
+	vm.restrict = restrictInit
+	if fn := vm.fns.initialize; fn != nil {
+		if _, ok := vm.invoke(fn, nil, 0); !ok {
+			vm.restrict = 0
 			return fmt.Errorf("_initialize: %w", vm.failErr)
 		}
+		if fn := vm.fns.main; fn != nil {
+			vm.stack[0], vm.stack[1] = 0, 0
+			if _, ok := vm.invoke(fn, nil, 2); !ok {
+				vm.restrict = 0
+				return fmt.Errorf("main: %w", vm.failErr)
+			}
+		}
+	} else if fn := vm.fns.start; fn != nil {
+		if _, ok := vm.invoke(fn, nil, 0); !ok {
+			vm.restrict = 0
+			return fmt.Errorf("_start: %w", vm.failErr)
+		}
 	}
+	vm.restrict = 0
 	if fn := vm.fns.contextCreate; fn != nil {
 		vm.stack[0], vm.stack[1] = rootContextID, 0
 		if _, ok := vm.invoke(fn, nil, 2); !ok {

@@ -74,6 +74,9 @@ func proxyGetMetric(id uint32, value *uint64) uint32
 //go:wasmimport env proxy_set_tick_period_milliseconds
 func proxySetTickPeriod(ms uint32) uint32
 
+//go:wasmimport env proxy_set_effective_context
+func proxySetEffectiveContext(id uint32) uint32
+
 //go:wasmimport env proxy_get_current_time_nanoseconds
 func proxyGetCurrentTime(t *uint64) uint32
 
@@ -327,6 +330,13 @@ func onRequestHeaders(id, n, eos uint32) uint32 {
 		case "allocbad":
 			allocTouchesHost = true
 			getHeader(0, "x-test")
+		case "log":
+			lv, msg, _ := strings.Cut(arg, ":")
+			l, _ := strconv.Atoi(lv)
+			out("log", st(proxyLog(uint32(l), ptr(msg), uint32(len(msg)))))
+		case "effective":
+			cid, _ := strconv.Atoi(arg)
+			out("effective", st(proxySetEffectiveContext(uint32(cid))))
 		case "env":
 			out("env", os.Getenv(arg))
 		case "time":
@@ -351,6 +361,9 @@ func onRequestBody(id, size, eos uint32) uint32 {
 	_, s := getHeader(0, ":path")
 	body, _ := getBuffer(0)
 	setShared("req_body."+strconv.Itoa(int(id)), body+"|"+st(s), 0)
+	if strings.Contains(requestCommands[id], "bodypause") && eos == 0 {
+		return 1 // StopIterationAndBuffer: Envoy buffers and shows all data next time
+	}
 	if strings.Contains(requestCommands[id], "bodyrewrite") {
 		nb := "rewritten"
 		proxySetBufferBytes(0, 0, size, ptr(nb), uint32(len(nb)))
