@@ -397,7 +397,9 @@ func (c *cluster) healthResult(h *host, ok, network bool) (healthy, changed bool
 		h.hcSuccesses = 0
 		if h.hcHealthy {
 			h.hcFailures++
-			if h.hcFailures >= hc.UnhealthyThreshold {
+			// Like Envoy: unhealthy_threshold applies to network failures and timeouts; an
+			// HTTP answer with an unexpected status makes the host unhealthy at once.
+			if h.hcFailures >= hc.UnhealthyThreshold || !network {
 				h.hcHealthy, h.hcFailures, changed = false, 0, true
 			}
 		}

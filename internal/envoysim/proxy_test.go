@@ -345,3 +345,26 @@ func TestStrictDNS(t *testing.T) {
 		t.Fatalf("membership_total %d, want 1 (V4_ONLY)", st["cluster.api.membership_total"])
 	}
 }
+
+// TestHealthThresholds pins Envoy's rule: unhealthy_threshold counts network failures and
+// timeouts, while an HTTP answer with an unexpected status marks the host unhealthy at once.
+func TestHealthThresholds(t *testing.T) {
+	bs := startBackends(t, 2)
+	cfg := fixture(t)
+	uc := cfg.cluster("users")
+	uc.Endpoints = endpoints(bs)
+	fastHealth(uc)
+	uc.HealthCheck.UnhealthyThreshold = 1000
+	s := startServer(t, cfg, 1, newFakeFilter())
+	bs[0].healthy.Store(false) // answers 503
+	waitFor(t, 2*time.Second, "503 marks unhealthy at once", func() bool {
+		return statsOf(t, s)["cluster.users.membership_healthy"] == 1
+	})
+	bs[1].srv.Close() // connection refused: below the threshold, still healthy
+	waitFor(t, 2*time.Second, "network failures", func() bool {
+		return statsOf(t, s)["cluster.users.health_check.network_failure"] >= 5
+	})
+	if st := statsOf(t, s); st["cluster.users.membership_healthy"] != 1 {
+		t.Fatalf("5 network failures with unhealthy_threshold 1000: membership_healthy %d, want 1", st["cluster.users.membership_healthy"])
+	}
+}
