@@ -196,3 +196,15 @@ func TestRootContextPropertiesAndLocalReply(t *testing.T) {
 		t.Errorf("send_local_response from root = %q, want OK and no effect", got)
 	}
 }
+
+func TestTickPeriodZeroDisables(t *testing.T) {
+	clock := NewFakeClock(epoch)
+	p, _ := newTestPlugin(t, PluginConfig{Clock: clock, Configuration: []byte("tick=100;tick=0")})
+	for i := 0; i < 3; i++ {
+		clock.Advance(time.Second)
+		p.Tick()
+	}
+	if v, ok := p.Metrics().Get("wasmcustom.guest.ticks"); ok || v != 0 {
+		t.Fatalf("ticks = %d (defined %v) after the period was set to 0", v, ok)
+	}
+}
