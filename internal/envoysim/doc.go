@@ -20,6 +20,7 @@
 // A field of the bootstrap that envoysim does not implement is an error naming the field, never
 // silently ignored: a configuration that loads here means the same thing it means to Envoy.
 //
-// The filter chain is injectable (Options.Filter), so the proxy's own tests need neither a
+// DESIGN.md lists the decisions and the known differences from Envoy. The filter chain is
+// injectable (Options.Filter), so the proxy's own tests need neither a
 // compiled .wasm nor the wasm host.
 package envoysim
