@@ -21,6 +21,6 @@
 // silently ignored: a configuration that loads here means the same thing it means to Envoy.
 //
 // DESIGN.md lists the decisions and the known differences from Envoy. The filter chain is
-// injectable (Options.Filter), so the proxy's own tests need neither a
-// compiled .wasm nor the wasm host.
+// injectable (Options.Filter), so the proxy's own tests need neither a compiled .wasm nor
+// the wasm host.
 package envoysim
