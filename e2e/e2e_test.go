@@ -431,6 +431,9 @@ func TestFailover(t *testing.T) {
 		t.Errorf("%d of %d requests failed during failover, first: %s", len(failures), l.total.Load(), failures[0])
 	}
 	s := stats(t, g)
+	if s["cluster.api.upstream_rq_retry"] < 1 {
+		t.Errorf("no retries: the requests sent to the dead backend before it was taken out were not retried")
+	}
 	t.Logf("%d requests; upstream_rq_retry %d, upstream_cx_connect_fail %d, ejections %d, health_check.failure %d",
 		l.total.Load(), s["cluster.api.upstream_rq_retry"], s["cluster.api.upstream_cx_connect_fail"],
 		s["cluster.api.outlier_detection.ejections_enforced_total"], s["cluster.api.health_check.failure"])

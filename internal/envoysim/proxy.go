@@ -307,7 +307,8 @@ func (s *Server) forward(w http.ResponseWriter, ctx context.Context, c *conn, st
 	}
 	up := make(http.Header, len(h)+1)
 	for _, kv := range h {
-		if !strings.HasPrefix(kv[0], ":") && kv[0] != "content-length" && kv[0] != "host" {
+		// Expect: 100-continue was answered downstream already; Envoy does not forward it.
+		if !strings.HasPrefix(kv[0], ":") && kv[0] != "content-length" && kv[0] != "host" && kv[0] != "expect" {
 			k := http.CanonicalHeaderKey(kv[0])
 			up[k] = append(up[k], kv[1])
 		}
@@ -449,11 +450,9 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 func (s *Server) roundTrip(ctx context.Context, cl *cluster, h *host, method, authority, path string, hdr http.Header, body []byte) (*http.Response, error) {
-	u, err := url.ParseRequestURI(path)
-	if err != nil {
-		u = &url.URL{Path: path}
-	}
-	u.Scheme, u.Host = "http", h.addr
+	// Opaque keeps the path byte for byte (no re-encoding), as Envoy forwards it.
+	p, q, hasQuery := strings.Cut(path, "?")
+	u := &url.URL{Scheme: "http", Host: h.addr, Opaque: p, RawQuery: q, ForceQuery: hasQuery && q == ""}
 	req := &http.Request{
 		Method:     method,
 		URL:        u,

@@ -368,3 +368,17 @@ func TestHealthThresholds(t *testing.T) {
 		t.Fatalf("5 network failures with unhealthy_threshold 1000: membership_healthy %d, want 1", st["cluster.users.membership_healthy"])
 	}
 }
+
+func TestPathForwardedVerbatim(t *testing.T) {
+	bs := startBackends(t, 1)
+	cfg := fixture(t)
+	cfg.cluster("users").Endpoints = endpoints(bs)
+	fastHealth(cfg.cluster("users"))
+	cfg.route("users").HasRewrite = false
+	s := startServer(t, cfg, 1, newFakeFilter())
+	for _, p := range []string{"/api/users/a%2Fb?x=%20y", "/api/users/?", "/api/users//double"} {
+		if resp, _ := get(t, c0(), s, p); resp.StatusCode != 200 || resp.Header.Get("X-Path") != p {
+			t.Errorf("%s: upstream saw %q (status %d)", p, resp.Header.Get("X-Path"), resp.StatusCode)
+		}
+	}
+}
