@@ -531,3 +531,39 @@ func TestBadConfiguration(t *testing.T) {
 		t.Fatalf("the data plane still runs 30s after start with a bad filter configuration\n%s", p.Log())
 	}
 }
+
+func TestForwarding(t *testing.T) {
+	doc := specDoc(t, 1, 1, generous)
+	// A URL backend: its path replaces the route prefix (prefix_rewrite).
+	i := strings.Index(doc, "backends: [") + len("backends: [")
+	j := strings.Index(doc[i:], "]")
+	doc = doc[:i] + `"http://` + doc[i:i+j] + `/v1"` + doc[i+j:]
+	g := start(t, doc)
+	c := client("127.0.0.4", true)
+	req, err := http.NewRequest(http.MethodPost, "http://"+g.Listen+"/api/users/7?q=a%20b", strings.NewReader("twelve bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Api-Key", "k")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`"method": "POST"`, `"path": "/v1/users/7?q=a%20b"`, `"X-Forwarded-For": "127.0.0.4"`,
+		`"X-Api-Key": "k"`, `"body_bytes": 12`, `"served_by": "b1"`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("upstream echo lacks %s:\n%s", want, body)
+		}
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("X-Served-By") != "b1" || resp.Header.Get("RateLimit-Policy") == "" {
+		t.Errorf("response: %d %v", resp.StatusCode, resp.Header)
+	}
+	if r := mustSend(t, c, "http://"+g.Listen+"/nowhere"); r.status != 404 {
+		t.Errorf("no route: got %d, want 404", r.status)
+	}
+	expectStats(t, g, map[string]int64{"cluster.api.upstream_rq_total": 1})
+}
