@@ -15,7 +15,7 @@ import (
 // vm is the proxywasm.Handler of one VM. Envoy runs one VM per thread and
 // may host several plugins (root contexts) in it when they share a vm_id.
 type vm struct {
-	roots   map[uint32]*root
+	roots   []*root // few: one per plugin sharing this VM
 	streams streamTable
 	req     request
 	scratch []byte // header values being rendered
@@ -24,21 +24,33 @@ type vm struct {
 
 // root is one configured plugin.
 type root struct {
+	ctx     uint32
 	cfg     *config.Config
 	lim     *limiter.Limiter
 	metrics metrics
 }
 
 func newVM() *vm {
-	return &vm{roots: make(map[uint32]*root), scratch: make([]byte, 0, 256)}
+	return &vm{scratch: make([]byte, 0, 256)}
+}
+
+// root returns the root context ctx, or nil. A linear scan: a VM hosts one
+// plugin, rarely a few, and Go maps are slow inside wasm.
+func (v *vm) root(ctx uint32) *root {
+	for _, r := range v.roots {
+		if r.ctx == ctx {
+			return r
+		}
+	}
+	return nil
 }
 
 func (v *vm) OnContextCreate(ctx, parent uint32) {
 	if parent == 0 {
-		v.roots[ctx] = &root{}
+		v.roots = append(v.roots, &root{ctx: ctx})
 		return
 	}
-	v.streams.open(ctx, v.roots[parent])
+	v.streams.open(ctx, v.root(parent))
 }
 
 func (v *vm) OnVMStart(uint32, int) bool { return true }
@@ -46,10 +58,10 @@ func (v *vm) OnVMStart(uint32, int) bool { return true }
 // OnConfigure validates the plugin configuration; on any problem it logs
 // them all in one critical line and returns false, so Envoy rejects it.
 func (v *vm) OnConfigure(ctx uint32, size int) bool {
-	r := v.roots[ctx]
+	r := v.root(ctx)
 	if r == nil {
-		r = &root{}
-		v.roots[ctx] = r
+		r = &root{ctx: ctx}
+		v.roots = append(v.roots, r)
 	}
 	raw, st := proxywasm.GetBuffer(proxywasm.BufferPluginConfiguration, 0, size)
 	if st != proxywasm.StatusOK && size > 0 {
@@ -122,16 +134,16 @@ func (v *vm) OnResponseHeaders(ctx uint32, _ int, _ bool) proxywasm.Action {
 	return proxywasm.ActionContinue
 }
 
-func (v *vm) OnLog(uint32) {}
-
-func (v *vm) OnDone(uint32) bool { return true }
-
 func (v *vm) OnDelete(ctx uint32) {
-	if _, ok := v.roots[ctx]; ok {
-		delete(v.roots, ctx)
+	if v.streams.close(ctx) {
 		return
 	}
-	v.streams.close(ctx)
+	for i, r := range v.roots {
+		if r.ctx == ctx {
+			v.roots = append(v.roots[:i], v.roots[i+1:]...)
+			return
+		}
+	}
 }
 
 // responseHeaders adds rendered headers to the upstream response.

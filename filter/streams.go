@@ -59,19 +59,24 @@ func (t *streamTable) get(ctx uint32) *stream {
 	if s := t.ring[ctx%ringSize]; s != nil && s.ctx == ctx {
 		return s
 	}
+	if t.overflow == nil {
+		return nil
+	}
 	return t.overflow[ctx]
 }
 
-func (t *streamTable) close(ctx uint32) {
+// close forgets stream ctx and reports whether there was one.
+func (t *streamTable) close(ctx uint32) bool {
 	slot := &t.ring[ctx%ringSize]
 	s := *slot
 	if s != nil && s.ctx == ctx {
 		*slot = nil
-	} else if s = t.overflow[ctx]; s != nil {
+	} else if s = t.get(ctx); s != nil {
 		delete(t.overflow, ctx)
 	} else {
-		return
+		return false
 	}
 	s.root = nil
 	t.free = append(t.free, s)
+	return true
 }

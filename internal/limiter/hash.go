@@ -6,31 +6,36 @@ import (
 	"unsafe"
 )
 
-// hash64 is a seeded 64-bit hash for client keys: 8 bytes at a time, each
-// word folded in with a 128-bit multiply, then a final avalanche. It is not
+// hash64 is a seeded 64-bit hash for client keys, 8 bytes a round, built
+// from native 64-bit operations only (multiply, rotate, xor): wasm has no
+// 64x64->128 multiply, and math/bits emulates one slowly. It is not
 // cryptographic; the seed, chosen at random once per shared-data namespace,
 // keeps outsiders from aiming keys at one slot.
 func hash64(seed uint64, b []byte) uint64 {
 	const (
-		k0 = 0x9e3779b97f4a7c15
-		k1 = 0xbf58476d1ce4e5b9
-		k2 = 0x94d049bb133111eb
+		p1 = 0x9e3779b185ebca87
+		p2 = 0xc2b2ae3d27d4eb4f
+		p3 = 0x165667b19e3779f9
 	)
-	h := seed ^ k0 ^ uint64(len(b))*k1
+	h := seed + p3 + uint64(len(b))*p1
 	for len(b) >= 8 {
-		hi, lo := bits.Mul64(h^binary.LittleEndian.Uint64(b), k1)
-		h = hi ^ lo
+		k := binary.LittleEndian.Uint64(b) * p2
+		h ^= bits.RotateLeft64(k, 31) * p1
+		h = bits.RotateLeft64(h, 27)*p1 + p3
 		b = b[8:]
 	}
 	if len(b) > 0 {
 		var tail [8]byte
 		copy(tail[:], b)
-		hi, lo := bits.Mul64(h^binary.LittleEndian.Uint64(tail[:])^k2, k1)
-		h = hi ^ lo
+		k := binary.LittleEndian.Uint64(tail[:]) * p2
+		h ^= bits.RotateLeft64(k, 31) * p1
+		h = bits.RotateLeft64(h, 27)*p1 + p3
 	}
-	h ^= h >> 31
-	h *= k2
+	h ^= h >> 33
+	h *= p2
 	h ^= h >> 29
+	h *= p3
+	h ^= h >> 32
 	return h
 }
 

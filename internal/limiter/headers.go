@@ -46,7 +46,7 @@ func policyItem(r *config.Rule) string {
 func (l *Limiter) EmitHeaders(e Emitter, d *Decision, buf []byte) []byte {
 	if d.Denied {
 		after := max(Seconds(d.Verdicts[d.Deny].RetryAfter), 1)
-		buf = strconv.AppendInt(buf[:0], after, 10)
+		buf = appendInt(buf[:0], after)
 		e.Emit(HeaderRetryAfter, buf)
 	}
 	mode := l.cfg.Headers
@@ -64,12 +64,10 @@ func (l *Limiter) EmitHeaders(e Emitter, d *Decision, buf []byte) []byte {
 			for _, v := range d.Verdicts {
 				if !v.Failure {
 					buf = appendSep(buf)
-					buf = append(buf, '"')
-					buf = append(buf, l.rules[v.Rule].cfg.Name...)
-					buf = append(buf, `";r=`...)
-					buf = strconv.AppendInt(buf, v.Remaining, 10)
+					buf = append(buf, l.rules[v.Rule].remainingPrefix...)
+					buf = appendInt(buf, v.Remaining)
 					buf = append(buf, ";t="...)
-					buf = strconv.AppendInt(buf, Seconds(v.Reset), 10)
+					buf = appendInt(buf, Seconds(v.Reset))
 				}
 			}
 			e.Emit(HeaderRateLimit, buf)
@@ -77,15 +75,33 @@ func (l *Limiter) EmitHeaders(e Emitter, d *Decision, buf []byte) []byte {
 	}
 	if mode.Legacy() {
 		if v, ok := tightest(d); ok {
-			buf = strconv.AppendInt(buf[:0], l.rules[v.Rule].cfg.Capacity, 10)
+			buf = appendInt(buf[:0], l.rules[v.Rule].cfg.Capacity)
 			e.Emit(HeaderLegacyLimit, buf)
-			buf = strconv.AppendInt(buf[:0], v.Remaining, 10)
+			buf = appendInt(buf[:0], v.Remaining)
 			e.Emit(HeaderLegacyRemaining, buf)
-			buf = strconv.AppendInt(buf[:0], Seconds(v.Reset), 10)
+			buf = appendInt(buf[:0], Seconds(v.Reset))
 			e.Emit(HeaderLegacyReset, buf)
 		}
 	}
 	return buf
+}
+
+// appendInt appends n in decimal; strconv's general path costs several times
+// more inside a wasm VM.
+func appendInt(dst []byte, n int64) []byte {
+	if n < 0 {
+		return strconv.AppendInt(dst, n, 10)
+	}
+	var tmp [20]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return append(dst, tmp[i:]...)
+		}
+	}
 }
 
 func appendSep(b []byte) []byte {

@@ -13,7 +13,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/tokengate/tokengate/internal/bucket"
 	"github.com/tokengate/tokengate/internal/config"
@@ -78,6 +77,8 @@ type rule struct {
 	prefix []byte // shared-data key prefix of the rule's sets
 	nsets  uint64
 	policy string // the rule's RateLimit-Policy item
+	// remainingPrefix starts the rule's RateLimit item: "name";r=
+	remainingPrefix string
 }
 
 // Limiter applies one configuration. The zero value is not usable: use New
@@ -98,7 +99,7 @@ type Limiter struct {
 
 	keyBuf   []byte
 	nameBuf  []byte
-	setBuf   [setLen]byte
+	set      set
 	decision Decision
 }
 
@@ -119,11 +120,12 @@ func New(cfg *config.Config, plugin string, store Store, m Metrics) *Limiter {
 	for i := range cfg.Rules {
 		r := &cfg.Rules[i]
 		l.rules = append(l.rules, rule{
-			cfg:    r,
-			limit:  r.Limit(),
-			prefix: []byte("tokengate/" + plugin + "/" + r.Name + "/"),
-			nsets:  uint64((cfg.Slots + ways - 1) / ways),
-			policy: policyItem(r),
+			cfg:             r,
+			limit:           r.Limit(),
+			prefix:          []byte("tokengate/" + plugin + "/" + r.Name + "/"),
+			nsets:           uint64((cfg.Slots + ways - 1) / ways),
+			policy:          policyItem(r),
+			remainingPrefix: `"` + r.Name + `";r=`,
 		})
 	}
 	return l
@@ -267,6 +269,21 @@ func (l *Limiter) appendKey(dst []byte, r *rule, req Request) []byte {
 	return dst
 }
 
+// appendHex appends n in lower-case hexadecimal, without leading zeros.
+func appendHex(dst []byte, n uint64) []byte {
+	const digits = "0123456789abcdef"
+	var tmp [16]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = digits[n&15]
+		n >>= 4
+		if n == 0 {
+			return append(dst, tmp[i:]...)
+		}
+	}
+}
+
 func appendValue(dst, val []byte) []byte {
 	dst = append(dst, tagPresent)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(val)))
@@ -288,9 +305,9 @@ func (l *Limiter) check(ri int, req Request, now int64) Verdict {
 	h := hash64(l.seed, l.keyBuf)
 	fp := h | 1 // never 0, which marks a free entry
 	j := int((h >> 40) % ways)
-	l.nameBuf = strconv.AppendUint(append(l.nameBuf[:0], r.prefix...), h%r.nsets, 16)
+	l.nameBuf = appendHex(append(l.nameBuf[:0], r.prefix...), h%r.nsets)
 	cost := r.cfg.Cost
-	var s set
+	s := &l.set
 	for attempt := 0; attempt < maxCASAttempts; attempt++ {
 		if attempt > 0 {
 			l.count(ri, CounterCASRetries, 1)
@@ -299,19 +316,16 @@ func (l *Limiter) check(ri int, req Request, now int64) Verdict {
 		switch {
 		case err == nil:
 			l.lastCAS = cas
-			ok, garbage := decodeSet(val, r.limit, &s)
-			if !ok {
-				garbage = 1
+			if !s.load(val) {
+				l.count(ri, CounterGarbage, 1)
 			}
-			if garbage > 0 {
-				l.count(ri, CounterGarbage, int64(garbage))
-			}
-		case errors.Is(err, ErrNotFound) && l.lastCAS != 0:
-			s, cas = set{}, l.lastCAS
+		case err == ErrNotFound && l.lastCAS != 0:
+			s.clear()
+			cas = l.lastCAS
 		default:
 			return l.failure(ri, now)
 		}
-		i, st, use := pick(&s, fp, j, r.limit, now)
+		i, st, use := pick(s, fp, j, r.limit, now)
 		st, ok := bucket.Take(r.limit, st, now, cost)
 		if !ok {
 			// Nothing to write: a refusal changes no bucket.
@@ -319,15 +333,14 @@ func (l *Limiter) check(ri int, req Request, now int64) Verdict {
 		}
 		switch use {
 		case slotShared:
-			s.taint |= 1 << i
-		case slotClaimed, slotEvicted:
-			s.taint &^= 1 << i
-			s.entries[i].fp = fp
+			s.taint(i, true)
+			s.put(i, s.fp(i), st)
+		default:
+			s.taint(i, use == slotOwn && s.tainted(i))
+			s.put(i, fp, st)
 		}
-		s.entries[i].state = st
-		encodeSet(&l.setBuf, &s)
-		err = l.store.SetSharedData(l.nameBuf, l.setBuf[:], cas)
-		if errors.Is(err, ErrCASMismatch) {
+		err = l.store.SetSharedData(l.nameBuf, s.raw[:], cas)
+		if err == ErrCASMismatch {
 			continue
 		}
 		if err != nil {

@@ -31,42 +31,91 @@ const headerXFF = "x-forwarded-for"
 // that is not an IP address, falls back to the peer address. ok is false
 // only when the peer address itself is missing or malformed.
 func clientIP(req Request, trustedHops int) (ip [16]byte, ok bool) {
-	peer, peerOK := peerAddr(req)
+	var peer [16]byte
+	raw, peerOK := req.SourceAddress()
+	if peerOK {
+		peerOK = parseHostPort(raw, &peer)
+	}
 	if trustedHops > 0 {
-		if xff, found := req.Header(headerXFF); found {
-			if addr, found := fromXFF(xff, trustedHops, peer, peerOK); found {
-				return addr.As16(), true
-			}
+		if xff, found := req.Header(headerXFF); found && fromXFF(xff, trustedHops, &peer, peerOK, &ip) {
+			return ip, true
 		}
 	}
-	if !peerOK {
-		return ip, false
-	}
-	return peer.As16(), true
+	return peer, peerOK
 }
 
-func peerAddr(req Request) (netip.Addr, bool) {
-	raw, ok := req.SourceAddress()
-	if !ok {
-		return netip.Addr{}, false
+// parseHostPort reads "ip:port", "[ipv6]:port" or a bare address into ip,
+// IPv4 in its IPv4-mapped form.
+func parseHostPort(b []byte, ip *[16]byte) bool {
+	if parseIPv4Port(b, ip) {
+		return true
 	}
-	return parseHostPort(raw)
-}
-
-// parseHostPort accepts "ip:port", "[ipv6]:port", or a bare address.
-func parseHostPort(b []byte) (netip.Addr, bool) {
 	s := bytesToString(b)
+	var a netip.Addr
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap().WithZone(""), true
+		a = ap.Addr()
+	} else if a, err = netip.ParseAddr(s); err != nil {
+		return false
 	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap().WithZone(""), true
-	}
-	return netip.Addr{}, false
+	*ip = a.Unmap().As16()
+	return true
 }
 
-// fromXFF picks the Nth entry from the right of an X-Forwarded-For value.
-func fromXFF(xff []byte, n int, peer netip.Addr, peerOK bool) (netip.Addr, bool) {
+// parseIPv4Port is the fast path for the common "a.b.c.d:port" and
+// "a.b.c.d": strict dotted decimal, no leading zeros, as net/netip accepts.
+func parseIPv4Port(b []byte, ip *[16]byte) bool {
+	var v4 [4]byte
+	field, digits, val := 0, 0, 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case '0' <= c && c <= '9':
+			if digits == 1 && val == 0 {
+				return false // leading zero
+			}
+			val = val*10 + int(c-'0')
+			digits++
+			if val > 255 {
+				return false
+			}
+		case c == '.' && digits > 0 && field < 3:
+			v4[field] = byte(val)
+			field, digits, val = field+1, 0, 0
+		case c == ':' && digits > 0 && field == 3:
+			if !validPort(b[i+1:]) {
+				return false
+			}
+			field = 4
+			i = len(b)
+		default:
+			return false
+		}
+	}
+	if field < 3 || digits == 0 {
+		return false
+	}
+	v4[3] = byte(val)
+	*ip = [16]byte{10: 0xff, 11: 0xff, 12: v4[0], 13: v4[1], 14: v4[2], 15: v4[3]}
+	return true
+}
+
+func validPort(b []byte) bool {
+	if len(b) == 0 || len(b) > 5 {
+		return false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n <= 65535
+}
+
+// fromXFF writes the Nth entry from the right of an X-Forwarded-For value
+// into ip, skipping a last entry equal to the peer (Envoy's own append).
+func fromXFF(xff []byte, n int, peer *[16]byte, peerOK bool, ip *[16]byte) bool {
 	rest := xff
 	skippedAppend := false
 	for i := 0; ; {
@@ -76,20 +125,19 @@ func fromXFF(xff []byte, n int, peer netip.Addr, peerOK bool) (netip.Addr, bool)
 		} else {
 			rest = nil
 		}
-		addr, ok := parseHostPort(bytes.TrimSpace(entry))
-		if !ok {
-			return netip.Addr{}, false
+		if !parseHostPort(bytes.TrimSpace(entry), ip) {
+			return false
 		}
-		if i == 0 && !skippedAppend && peerOK && addr == peer {
+		if i == 0 && !skippedAppend && peerOK && *ip == *peer {
 			skippedAppend = true
 		} else {
 			i++
 			if i == n {
-				return addr, true
+				return true
 			}
 		}
 		if rest == nil {
-			return netip.Addr{}, false
+			return false
 		}
 	}
 }

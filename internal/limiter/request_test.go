@@ -31,6 +31,10 @@ func TestClientIP(t *testing.T) {
 		{"entry with port", "10.0.0.1:1", "203.0.113.7:5000", 1, "203.0.113.7"},
 		{"ipv6 entry", "10.0.0.1:1", "2001:db8::7", 1, "2001:db8::7"},
 		{"xff without peer", "", "203.0.113.7", 1, "203.0.113.7"},
+		{"peer leading zero", "010.0.0.1:1", "", 0, ""},
+		{"peer port out of range", "10.0.0.1:65536", "", 0, ""},
+		{"peer empty port", "10.0.0.1:", "", 0, ""},
+		{"peer short", "10.0.1:80", "", 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +80,27 @@ func FuzzXFF(f *testing.F) {
 		}
 		r := req{h: map[string]string{"x-forwarded-for": xff}, source: source}
 		clientIP(r, hops)
+	})
+}
+
+// FuzzParseHostPort: the IPv4 fast path agrees with net/netip on every input.
+func FuzzParseHostPort(f *testing.F) {
+	for _, s := range []string{"1.2.3.4:80", "255.255.255.255", "01.2.3.4:1", "1.2.3.4:", "1.2.3.4:65536", "[::1]:1", "1..2.3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var got [16]byte
+		ok := parseHostPort([]byte(s), &got)
+		var want [16]byte
+		wantOK := false
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			want, wantOK = ap.Addr().Unmap().As16(), true
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			want, wantOK = a.Unmap().As16(), true
+		}
+		if ok != wantOK || got != want {
+			t.Fatalf("parseHostPort(%q) = %v %v, netip says %v %v", s, got, ok, want, wantOK)
+		}
 	})
 }
 

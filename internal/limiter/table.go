@@ -13,6 +13,9 @@ import (
 // ErrCASMismatch; Set on a missing key creates it whatever cas was passed;
 // every successful Set stores a fresh cas from one process-wide counter
 // that only grows. Values returned by Get are only read before the next call.
+// ErrNotFound and ErrCASMismatch are returned as they are, never wrapped:
+// the request path compares them with ==, which costs nothing in a wasm VM
+// where errors.Is does not.
 type Store interface {
 	GetSharedData(key []byte) (value []byte, cas uint32, err error)
 	SetSharedData(key, value []byte, cas uint32) error
@@ -50,50 +53,58 @@ const (
 
 var setMagic = [4]byte{'t', 'g', 's', '1'}
 
-type entry struct {
-	fp    uint64
-	state bucket.State
-}
-
-// set is one decoded set value.
+// set is one set value being read and edited in place: entries are decoded
+// only when needed, and a write changes only the entry it concerns. The zero
+// value is not a set; use load or clear.
 type set struct {
-	entries [ways]entry
-	taint   uint8
+	raw [setLen]byte
 }
 
-// decodeSet reads a set value; it reports false for bytes that are not one
-// (garbage: another plugin's data under our key, or an older layout).
-// Entries whose bucket is invalid are freed and counted in garbage.
-func decodeSet(b []byte, l bucket.Limit, s *set) (ok bool, garbage int) {
-	*s = set{}
+// clear makes s an empty set.
+func (s *set) clear() {
+	s.raw = [setLen]byte{}
+	copy(s.raw[0:4], setMagic[:])
+	s.raw[4] = ways
+}
+
+// load copies the stored value b into s. It reports false, leaving s empty,
+// for bytes that are not a set of ours (garbage: another plugin's data under
+// our key, or an older layout).
+func (s *set) load(b []byte) bool {
 	if len(b) != setLen || [4]byte(b[0:4]) != setMagic || b[4] != ways {
-		return false, 0
+		s.clear()
+		return false
 	}
-	s.taint = b[5]
-	for i := range s.entries {
-		e := b[setHeaderLen+i*entryLen:]
-		fp := binary.LittleEndian.Uint64(e)
-		if fp == 0 {
-			continue
-		}
-		st, ok := bucket.Decode(e[8:], l)
-		if !ok {
-			garbage++
-			s.taint &^= 1 << i
-			continue
-		}
-		s.entries[i] = entry{fp: fp, state: st}
-	}
-	return true, garbage
+	copy(s.raw[:], b)
+	return true
 }
 
-func encodeSet(dst *[setLen]byte, s *set) {
-	copy(dst[0:4], setMagic[:])
-	dst[4], dst[5], dst[6], dst[7] = ways, s.taint, 0, 0
-	for i, e := range s.entries {
-		off := setHeaderLen + i*entryLen
-		binary.LittleEndian.PutUint64(dst[off:], e.fp)
-		bucket.Encode(dst[off+8:], e.state)
+func (s *set) fp(i int) uint64 {
+	return binary.LittleEndian.Uint64(s.raw[setHeaderLen+i*entryLen:])
+}
+
+// state decodes entry i's bucket; false for a free entry or an invalid
+// bucket (which counts as free: garbage is reset, never trusted).
+func (s *set) state(i int, l bucket.Limit) (bucket.State, bool) {
+	if s.fp(i) == 0 {
+		return bucket.State{}, false
+	}
+	return bucket.Decode(s.raw[setHeaderLen+i*entryLen+8:], l)
+}
+
+func (s *set) put(i int, fp uint64, st bucket.State) {
+	off := setHeaderLen + i*entryLen
+	binary.LittleEndian.PutUint64(s.raw[off:], fp)
+	bucket.Encode(s.raw[off+8:], st)
+}
+
+func (s *set) tainted(i int) bool { return s.raw[5]&(1<<i) != 0 }
+
+func (s *set) taint(i int, on bool) {
+	if on {
+		s.raw[5] |= 1 << i
+	} else {
+		s.raw[5] &^= 1 << i
 	}
 }
 
@@ -119,33 +130,38 @@ const (
 // shared it, so a client is never given more than its own bucket would hold.
 // The price is stricter limits for the clients of a full set.
 func pick(s *set, fp uint64, j int, l bucket.Limit, now int64) (int, bucket.State, slotUse) {
-	for i := range s.entries {
-		if s.entries[i].fp == fp {
-			return i, s.entries[i].state, slotOwn
+	for i := 0; i < ways; i++ {
+		if s.fp(i) == fp {
+			if st, ok := s.state(i, l); ok {
+				return i, st, slotOwn
+			}
+			return i, bucket.Full(l, now), slotClaimed // an invalid bucket is reset
 		}
 	}
-	k := -1
-	for i := range s.entries {
-		if s.entries[i].fp == 0 {
+	k, full := -1, -1
+	for i := 0; i < ways; i++ {
+		st, ok := s.state(i, l)
+		if !ok {
 			k = i
 			break
 		}
-	}
-	use := slotClaimed
-	if k < 0 {
-		for i := range s.entries {
-			if bucket.IsFull(l, s.entries[i].state, now) {
-				k, use = i, slotEvicted
-				break
-			}
+		if full < 0 && bucket.IsFull(l, st, now) {
+			full = i
 		}
 	}
+	use := slotClaimed
+	if k < 0 && full >= 0 {
+		k, use = full, slotEvicted
+	}
 	if k < 0 {
-		return j, s.entries[j].state, slotShared
+		st, _ := s.state(j, l)
+		return j, st, slotShared
 	}
 	start := bucket.Full(l, now)
-	if s.taint&(1<<j) != 0 && j != k && s.entries[j].fp != 0 {
-		start = bucket.Advance(l, s.entries[j].state, now)
+	if j != k && s.tainted(j) {
+		if st, ok := s.state(j, l); ok {
+			start = bucket.Advance(l, st, now)
+		}
 	}
 	return k, start, use
 }

@@ -50,18 +50,6 @@ func proxyOnResponseHeaders(ctx, headers, endOfStream uint32) (action uint32) {
 	return uint32(handler.OnResponseHeaders(ctx, int(headers), endOfStream != 0))
 }
 
-//go:wasmexport proxy_on_log
-func proxyOnLog(ctx uint32) {
-	resetArena()
-	handler.OnLog(ctx)
-}
-
-//go:wasmexport proxy_on_done
-func proxyOnDone(ctx uint32) uint32 {
-	resetArena()
-	return boolResult(handler.OnDone(ctx))
-}
-
 //go:wasmexport proxy_on_delete
 func proxyOnDelete(ctx uint32) {
 	resetArena()

@@ -17,8 +17,10 @@ var (
 	overflow  [][]byte
 
 	// Out-parameter slots shared by all host calls: the VM is single
-	// threaded and no host call nests inside another.
-	retPtr, retSize, retCAS uint32
+	// threaded and no host call nests inside another. Package-level, so
+	// passing their address does not make a local escape to the heap.
+	retPtr, retSize, retCAS, retID uint32
+	retTime                        uint64
 )
 
 func addressOf(b []byte) uint32 {
@@ -77,9 +79,8 @@ func Log(level LogLevel, msg string) {
 
 // Now returns the host's wall-clock time in nanoseconds since the Unix epoch.
 func Now() int64 {
-	var t uint64
-	proxyGetCurrentTimeNanoseconds(&t)
-	return int64(t)
+	proxyGetCurrentTimeNanoseconds(&retTime)
+	return int64(retTime)
 }
 
 // GetBuffer returns up to maxSize bytes of a host buffer from start. The
@@ -149,9 +150,8 @@ func SendLocalResponse(status int, details string, body, headers []byte) Status 
 
 // DefineMetric defines (or finds) a metric and returns its id.
 func DefineMetric(t MetricType, name string) (uint32, Status) {
-	var id uint32
-	st := Status(proxyDefineMetric(uint32(t), strPtr(name), uint32(len(name)), &id))
-	return id, st
+	st := Status(proxyDefineMetric(uint32(t), strPtr(name), uint32(len(name)), &retID))
+	return retID, st
 }
 
 // IncrementMetric adds delta to a metric.
