@@ -55,7 +55,7 @@ func TestModuleInterface(t *testing.T) {
 	exports := cm.ExportedFunctions()
 	for _, name := range []string{"_initialize", "proxy_abi_version_0_2_0", "proxy_on_memory_allocate",
 		"proxy_on_context_create", "proxy_on_vm_start", "proxy_on_configure", "proxy_on_request_headers",
-		"proxy_on_response_headers", "proxy_on_log", "proxy_on_done", "proxy_on_delete"} {
+		"proxy_on_response_headers", "proxy_on_delete"} {
 		if exports[name] == nil {
 			t.Errorf("does not export %s", name)
 		}

@@ -1,0 +1,272 @@
+//go:build !wasip1
+
+package main
+
+// Benchmarks of the compiled module in wasmhost, with the baselines a
+// platform team would compare against in the same run: the floor (a filter
+// that does nothing), golang.org/x/time/rate, the classic mutex-and-map
+// net/http limiter, and our own bucket arithmetic. `make bench` runs them and
+// prints the table of BENCHMARKS.md.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tokengate/tokengate/internal/bucket"
+	"github.com/tokengate/tokengate/internal/wasmhost"
+	"golang.org/x/time/rate"
+)
+
+var (
+	floorOnce   sync.Once
+	floorModule *wasmhost.Module
+	floorErr    error
+)
+
+// floor compiles testdata/floor, the do-nothing filter.
+func floor(b *testing.B) *wasmhost.Module {
+	floorOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tokengate-floor")
+		if err != nil {
+			floorErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "floor.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/floor")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			floorErr = fmt.Errorf("building the floor module: %v\n%s", err, msg)
+			return
+		}
+		wasm, err := os.ReadFile(out)
+		if err != nil {
+			floorErr = err
+			return
+		}
+		floorModule, floorErr = wasmhost.Compile(context.Background(), wasm)
+	})
+	if floorErr != nil {
+		b.Fatal(floorErr)
+	}
+	return floorModule
+}
+
+var (
+	benchInfo = wasmhost.StreamInfo{SourceAddress: "10.0.0.1:5000"}
+	benchReq  = wasmhost.Request{Headers: wasmhost.Headers{
+		{":method", "GET"}, {":path", "/api/items?page=2"}, {":authority", "api.example.com"},
+		{"x-api-key", "k-8d2f1c"}, {"user-agent", "bench"}}}
+)
+
+// serveLoop runs the full callback sequence b.N times on one VM.
+func serveLoop(b *testing.B, vm *wasmhost.VM, wantStatus int) {
+	b.Helper()
+	b.ReportAllocs()
+	for b.Loop() {
+		if resp := vm.Serve(benchInfo, benchReq, upstreamOK); resp.Status != wantStatus {
+			b.Fatalf("status %d, want %d", resp.Status, wantStatus)
+		}
+	}
+}
+
+// BenchmarkFloor: six trivial callbacks and four trivial host calls.
+func BenchmarkFloor(b *testing.B) {
+	p, err := wasmhost.NewPlugin(context.Background(), floor(b), wasmhost.PluginConfig{Name: "floor"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	serveLoop(b, p.Worker(0), 200)
+}
+
+// BenchmarkAllowed: one rule keyed by remote_address, every request admitted.
+func BenchmarkAllowed(b *testing.B) {
+	g := start(b, `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}]}`)
+	serveLoop(b, g.Worker(0), 200)
+}
+
+// BenchmarkDenied: the 429 path (local reply through the response callback).
+func BenchmarkDenied(b *testing.B) {
+	g := start(b, `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":1,"refill":1,"interval":"1000h"}]}`)
+	g.serve(g.Worker(0), get(benchInfo.SourceAddress, "/"))
+	serveLoop(b, g.Worker(0), 429)
+}
+
+// BenchmarkThreeRules: three matching rules, one with a composite key.
+func BenchmarkThreeRules(b *testing.B) {
+	g := start(b, `{"rules":[
+		{"name":"per-ip","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"},
+		{"name":"per-key-path","match":{"path_prefix":"/api/","methods":["GET","POST"]},"key":["header:x-api-key","path","method"],"capacity":9000000000000000000,"refill":1,"interval":"1s"},
+		{"name":"per-host","match":{"hosts":["api.example.com"]},"key":["host"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}]}`)
+	serveLoop(b, g.Worker(0), 200)
+}
+
+// contention drives 8 worker VMs from 8 goroutines, b.N requests in all,
+// and reports requests per second and CAS retries per request.
+func contention(b *testing.B, keys int) {
+	g := start(b, `{"rules":[{"name":"c","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}],"slots":16384}`, workers(8))
+	sources := make([]string, keys)
+	for i := range sources {
+		sources[i] = fmt.Sprintf("10.%d.%d.%d:1", i>>16&255, i>>8&255, i&255)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	begin := time.Now()
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(vm *wasmhost.VM) {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				vm.Serve(wasmhost.StreamInfo{SourceAddress: sources[int(i)%keys]}, benchReq, upstreamOK)
+			}
+		}(g.Worker(w))
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	b.StopTimer()
+	v, _ := g.Metrics().Get("wasmcustom.tokengate.c.cas_retries")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(v)/float64(b.N), "casretries/req")
+}
+
+func BenchmarkContentionHotKey(b *testing.B) { contention(b, 1) }
+
+func BenchmarkContention10kKeys(b *testing.B) { contention(b, 10_000) }
+
+// BenchmarkCompile: compiling the module from scratch (no cache), and its size.
+func BenchmarkCompile(b *testing.B) {
+	ctx := context.Background()
+	for b.Loop() {
+		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+		if _, err := rt.CompileModule(ctx, wasmBytes); err != nil {
+			b.Fatal(err)
+		}
+		rt.Close(ctx)
+	}
+	b.ReportMetric(float64(len(wasmBytes)), "wasm-bytes")
+}
+
+// BenchmarkStart8: the canary plus main and 8 worker VMs, each through the
+// full start sequence (the module already compiled).
+func BenchmarkStart8(b *testing.B) {
+	for b.Loop() {
+		p, err := wasmhost.NewPlugin(context.Background(), module, wasmhost.PluginConfig{
+			Name: "tokengate", Concurrency: 8, Configuration: []byte(perIP)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Close(context.Background())
+	}
+}
+
+// BenchmarkBaselineXTimeRate: golang.org/x/time/rate, one limiter, Allow.
+func BenchmarkBaselineXTimeRate(b *testing.B) {
+	l := rate.NewLimiter(rate.Inf, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Allow()
+	}
+}
+
+// mutexLimiter is the classic net/http middleware design: a map from client
+// key to a float token bucket, behind one mutex, refilled from time.Now.
+type mutexLimiter struct {
+	mu       sync.Mutex
+	buckets  map[string]*mutexBucket
+	capacity float64
+	perSec   float64
+}
+
+type mutexBucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (l *mutexLimiter) allow(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	bk, ok := l.buckets[key]
+	if !ok {
+		bk = &mutexBucket{tokens: l.capacity, last: now}
+		l.buckets[key] = bk
+	}
+	bk.tokens = min(l.capacity, bk.tokens+now.Sub(bk.last).Seconds()*l.perSec)
+	bk.last = now
+	if bk.tokens < 1 {
+		return false
+	}
+	bk.tokens--
+	return true
+}
+
+func BenchmarkBaselineMutexBucket(b *testing.B) {
+	l := &mutexLimiter{buckets: map[string]*mutexBucket{}, capacity: 1e18, perSec: 1}
+	b.ReportAllocs()
+	for b.Loop() {
+		l.allow("10.0.0.1")
+	}
+}
+
+func BenchmarkBaselineMutexBucketParallel(b *testing.B) {
+	l := &mutexLimiter{buckets: map[string]*mutexBucket{}, capacity: 1e18, perSec: 1}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.allow("10.0.0.1")
+		}
+	})
+}
+
+// BenchmarkBucketTake: our bucket arithmetic, native (target <= 25 ns, 0 allocs).
+func BenchmarkBucketTake(b *testing.B) {
+	l := bucket.Limit{Capacity: 100, Refill: 10, Interval: int64(time.Second)}
+	s := bucket.Full(l, 0)
+	var buf [bucket.EncodedLen]byte
+	now := int64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		now += 1000
+		s, _ = bucket.Take(l, s, now, 1)
+		bucket.Encode(buf[:], s)
+	}
+}
+
+func TestPhases(t *testing.T) {
+	g := start(t, `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":1000000000,"refill":1,"interval":"1s"}]}`)
+	vm := g.Worker(0)
+	rh := wasmhost.Headers{{":method", "GET"}, {":path", "/x"}, {":authority", "api.example.com"}}
+	resp := wasmhost.Headers{{":status", "200"}}
+	var tc, tr, ts, tl time.Duration
+	n := 50000
+	for i := 0; i < n; i++ {
+		a := time.Now()
+		s := vm.NewStream(benchInfo)
+		b := time.Now()
+		s.RequestHeaders(rh, true)
+		c := time.Now()
+		s.ResponseHeaders(resp, true)
+		d := time.Now()
+		s.Close()
+		e := time.Now()
+		tc += b.Sub(a)
+		tr += c.Sub(b)
+		ts += d.Sub(c)
+		tl += e.Sub(d)
+	}
+	t.Logf("create %v reqhdr %v resphdr %v close %v", tc/time.Duration(n), tr/time.Duration(n), ts/time.Duration(n), tl/time.Duration(n))
+}

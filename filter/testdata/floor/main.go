@@ -1,0 +1,52 @@
+//go:build wasip1
+
+// Command floor is a benchmark fixture, not part of the product: the
+// cheapest possible proxy-wasm filter. Every stream callback of Envoy's
+// sequence is exported and does nothing, and proxy_on_request_headers makes
+// four trivial host calls. Its cost per request is the floor that tokengate's
+// own cost is divided by in `make bench`, so the ratio means something on any
+// machine.
+package main
+
+//go:wasmimport env proxy_get_current_time_nanoseconds
+func getTime(ret *uint64) uint32
+
+var scratch [64]byte
+
+//go:wasmexport proxy_abi_version_0_2_0
+func abiVersion() {}
+
+//go:wasmexport proxy_on_memory_allocate
+func allocate(size uint32) *byte { return &scratch[0] }
+
+//go:wasmexport proxy_on_context_create
+func contextCreate(ctx, parent uint32) {}
+
+//go:wasmexport proxy_on_vm_start
+func vmStart(root, size uint32) uint32 { return 1 }
+
+//go:wasmexport proxy_on_configure
+func configure(root, size uint32) uint32 { return 1 }
+
+//go:wasmexport proxy_on_request_headers
+func requestHeaders(ctx, n, eos uint32) uint32 {
+	var t uint64
+	for i := 0; i < 4; i++ {
+		getTime(&t)
+	}
+	return 0
+}
+
+//go:wasmexport proxy_on_response_headers
+func responseHeaders(ctx, n, eos uint32) uint32 { return 0 }
+
+//go:wasmexport proxy_on_log
+func onLog(ctx uint32) {}
+
+//go:wasmexport proxy_on_done
+func onDone(ctx uint32) uint32 { return 1 }
+
+//go:wasmexport proxy_on_delete
+func onDelete(ctx uint32) {}
+
+func main() {}
