@@ -33,6 +33,7 @@ fuzz:
 check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./filter ./internal/proxywasm
 	$(GO) mod tidy
 	@git diff --exit-code -- go.mod go.sum || { echo 'go mod tidy changed go.mod/go.sum'; exit 1; }
