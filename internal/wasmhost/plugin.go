@@ -35,6 +35,7 @@ type PluginConfig struct {
 	Metrics *Metrics
 	// Log receives guest log lines (proxy_log, and fd_write to stdout at info and stderr at
 	// error level) with the VM's name ("main", "worker-<i>", "canary"). nil discards them.
+	// It runs inside the guest call, with the VM locked: it must not call back into the VM.
 	Log func(level LogLevel, vm string, msg string)
 	// LogLevel is the level proxy_get_log_level reports; lines below it are dropped.
 	// The zero value is LogTrace (everything).
