@@ -18,6 +18,7 @@ package envoy
 
 import (
 	"fmt"
+	"github.com/tokengate/tokengate/internal/config"
 	"net"
 	"os"
 	"path/filepath"
@@ -152,18 +153,11 @@ func ParseSpecFile(path string) (*Spec, error) {
 	return s, nil
 }
 
-// Problem is one thing wrong with a spec.
-type Problem struct {
-	Path    string // like "routes[1].backends[0]"; empty for the whole document
-	Message string
-}
-
-func (p Problem) String() string {
-	if p.Path == "" {
-		return p.Message
-	}
-	return p.Path + ": " + p.Message
-}
+// Problem is one thing wrong with a spec: a field path like
+// "routes[1].backends[0]" (empty for the whole document) and a message. It
+// is the filter configuration's type, so problems of the filter block pass
+// through unchanged but for their "filter." prefix.
+type Problem = config.Problem
 
 // Error lists every problem found in a spec, ordered by path.
 type Error struct {
