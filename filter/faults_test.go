@@ -255,13 +255,16 @@ func TestGarbageInSetsReset(t *testing.T) {
 	}
 }
 
-// TestCASExhaustion: a writer that rewrites the client's set without pause
+// TestCASExhaustion: writers that rewrite the client's set without pause
 // makes the worker's compare-and-swap lose round after round; when it loses
 // maxCASAttempts in a row the decision is failure_mode, counted: "deny"
 // rejects with Retry-After 1, "allow" admits. The bucket is huge, so a 429
 // can only come from failure_mode and every counted decision is checked
 // against the responses.
 func TestCASExhaustion(t *testing.T) {
+	// Two writers: one of them is usually running even when the machine is
+	// busy and the scheduler descheduled the other.
+	const writers = 2
 	for _, mode := range []string{"deny", "allow"} {
 		t.Run(mode, func(t *testing.T) {
 			g := start(t, `{"rules":[{"name":"c","key":["remote_address"],"capacity":1000000000,"refill":1,"interval":"1s"}],
@@ -286,21 +289,23 @@ func TestCASExhaustion(t *testing.T) {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			var writes atomic.Int64
-			wg.Add(1)
-			go func() { // each unconditional write bumps the key's cas
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
+			for w := 0; w < writers; w++ {
+				wg.Add(1)
+				go func() { // each unconditional write bumps the key's cas
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						for i := 0; i < 64; i++ {
+							g.Shared().Set("tokengate", key, value, 0)
+						}
+						writes.Add(64)
 					}
-					for i := 0; i < 64; i++ {
-						g.Shared().Set("tokengate", key, value, 0)
-					}
-					writes.Add(64)
-				}
-			}()
+				}()
+			}
 			// Stop after a few failure_mode decisions; typically under a
 			// second, at most 8 s on a machine too busy to run the writer.
 			var ok200, deny429, other int
