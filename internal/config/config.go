@@ -21,7 +21,7 @@ type Config struct {
 	Rules       []Rule
 	TrustedHops int         // X-Forwarded-For hops to trust; 0 uses the peer address
 	Status      int         // status of a rejection, 400..599
-	Body        string      // body of a rejection
+	Body        string      // body of a rejection, never empty
 	ContentType string      // content type of Body
 	Headers     HeaderMode  // which rate-limit headers responses carry
 	FailureMode FailureMode // what to do when shared data cannot be updated

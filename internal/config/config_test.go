@@ -133,6 +133,18 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestEmptyBodyIsDefault: "body": "" (as in the documented example) means
+// the default problem document.
+func TestEmptyBodyIsDefault(t *testing.T) {
+	cfg, err := Parse([]byte(`{"rules":[{"name":"a","key":["path"],"capacity":1,"refill":1,"interval":"1s"}],"body":""}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Body != DefaultBody || cfg.ContentType != DefaultContentType {
+		t.Fatalf("got %q %q", cfg.Body, cfg.ContentType)
+	}
+}
+
 // TestCustomBodyContentType: a custom body without content_type is text.
 func TestCustomBodyContentType(t *testing.T) {
 	cfg, err := Parse([]byte(`{"rules":[{"name":"a","key":["path"],"capacity":1,"refill":1,"interval":"1s"}],"body":"slow down"}`))

@@ -57,9 +57,11 @@ func (p *parser) parse(data []byte) *Config {
 	if v, ok := obj.int("status", 400, 599); ok {
 		cfg.Status = int(v)
 	}
-	if body, ok := obj.str("body"); ok {
+	// An empty body means the default document, as in the documented
+	// example configuration.
+	if body, ok := obj.str("body"); ok && body != "" {
 		if len(body) > MaxBodyBytes {
-			p.addf(join("", "body"), "must be at most %d bytes, got %d", MaxBodyBytes, len(body))
+			p.addf("body", "must be at most %d bytes, got %d", MaxBodyBytes, len(body))
 		}
 		cfg.Body, cfg.ContentType = body, TextContentType
 	}
