@@ -25,6 +25,7 @@ package proxywasm
 import (
 	"encoding/binary"
 	"errors"
+	"strconv"
 )
 
 // Status is the proxy-wasm WasmResult returned by host calls.
@@ -42,6 +43,32 @@ const (
 	StatusInternalFailure      Status = 10
 	StatusUnimplemented        Status = 12
 )
+
+func (s Status) String() string {
+	switch s {
+	case StatusOK:
+		return "OK"
+	case StatusNotFound:
+		return "NOT_FOUND"
+	case StatusBadArgument:
+		return "BAD_ARGUMENT"
+	case StatusSerializationFailure:
+		return "SERIALIZATION_FAILURE"
+	case StatusParseFailure:
+		return "PARSE_FAILURE"
+	case StatusInvalidMemoryAccess:
+		return "INVALID_MEMORY_ACCESS"
+	case StatusEmpty:
+		return "EMPTY"
+	case StatusCASMismatch:
+		return "CAS_MISMATCH"
+	case StatusInternalFailure:
+		return "INTERNAL_FAILURE"
+	case StatusUnimplemented:
+		return "UNIMPLEMENTED"
+	}
+	return "Status(" + strconv.FormatUint(uint64(s), 10) + ")"
+}
 
 // Action is what a stream callback tells the host to do next.
 type Action uint32

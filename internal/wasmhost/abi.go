@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tokengate/tokengate/internal/proxywasm"
 )
 
 // envFunctions returns the proxy-wasm host functions Envoy links under "env" for a module of
@@ -457,7 +458,7 @@ func hostGetHeaderMapPairs(vm *VM, s []uint64) {
 	h, _ := vm.constHeaderMap(typ)
 	vm.scratch = vm.scratch[:0]
 	if h != nil && len(*h) > 0 {
-		vm.scratch = appendPairs(vm.scratch, *h)
+		vm.scratch = proxywasm.AppendPairs(vm.scratch, *h)
 	}
 	ret(s, vm.writeOut(vm.scratch, u32(s, 1), u32(s, 2)))
 }
@@ -568,25 +569,8 @@ func hostGetHeaderMapSize(vm *VM, s []uint64) {
 	ret(s, StatusOK)
 }
 
-// appendPairs serializes headers in the proxy-wasm pairs format: u32 count, count x (u32 key
-// length, u32 value length), then each key and value followed by a NUL byte.
-func appendPairs(b []byte, h Headers) []byte {
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(h)))
-	for _, kv := range h {
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(kv[0])))
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(kv[1])))
-	}
-	for _, kv := range h {
-		b = append(b, kv[0]...)
-		b = append(b, 0)
-		b = append(b, kv[1]...)
-		b = append(b, 0)
-	}
-	return b
-}
-
 // EncodePairs serializes headers in the proxy-wasm pairs format (for tests and guests' peers).
-func EncodePairs(h Headers) []byte { return appendPairs(nil, h) }
+func EncodePairs(h Headers) []byte { return proxywasm.AppendPairs(nil, h) }
 
 // DecodePairs parses the proxy-wasm pairs format like cpp-host: malformed or oversized input
 // (over 1 MiB or 1024 pairs) yields an empty map. Keys are lower-cased, as Envoy's header maps

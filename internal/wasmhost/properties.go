@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/tokengate/tokengate/internal/proxywasm"
 )
 
 // Property paths are their parts joined by NUL bytes ("request\x00path"); a dotted single
@@ -114,7 +116,7 @@ func (vm *VM) property(path []byte) ([]byte, Status) {
 	case "request\x00time":
 		return u64(uint64(st.startTime.UnixNano()))
 	case "request\x00headers":
-		return appendPairs(b, st.req), StatusOK
+		return proxywasm.AppendPairs(b, st.req), StatusOK
 	case "response\x00code":
 		if !st.respSeen {
 			return b, StatusNotFound
@@ -132,7 +134,7 @@ func (vm *VM) property(path []byte) ([]byte, Status) {
 		if !st.respSeen {
 			return b, StatusNotFound
 		}
-		return appendPairs(b, st.resp), StatusOK
+		return proxywasm.AppendPairs(b, st.resp), StatusOK
 	case "source\x00address":
 		return str(st.info.SourceAddress, st.info.SourceAddress != "")
 	case "source\x00port":

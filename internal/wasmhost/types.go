@@ -1,49 +1,28 @@
 package wasmhost
 
-import "strconv"
+import (
+	"strconv"
 
-// Status is a proxy-wasm WasmResult as returned by host functions.
-type Status uint32
+	"github.com/tokengate/tokengate/internal/proxywasm"
+)
+
+// Status is a proxy-wasm WasmResult as returned by host functions. It is the
+// guest layer's type, so the numbers of the ABI are written down once.
+type Status = proxywasm.Status
 
 // The WasmResult values of proxy-wasm ABI 0.2.1.
 const (
-	StatusOK                   Status = 0
-	StatusNotFound             Status = 1
-	StatusBadArgument          Status = 2
-	StatusSerializationFailure Status = 3
-	StatusParseFailure         Status = 4
-	StatusInvalidMemoryAccess  Status = 6
-	StatusEmpty                Status = 7
-	StatusCASMismatch          Status = 8
-	StatusInternalFailure      Status = 10
-	StatusUnimplemented        Status = 12
+	StatusOK                   = proxywasm.StatusOK
+	StatusNotFound             = proxywasm.StatusNotFound
+	StatusBadArgument          = proxywasm.StatusBadArgument
+	StatusSerializationFailure = proxywasm.StatusSerializationFailure
+	StatusParseFailure         = proxywasm.StatusParseFailure
+	StatusInvalidMemoryAccess  = proxywasm.StatusInvalidMemoryAccess
+	StatusEmpty                = proxywasm.StatusEmpty
+	StatusCASMismatch          = proxywasm.StatusCASMismatch
+	StatusInternalFailure      = proxywasm.StatusInternalFailure
+	StatusUnimplemented        = proxywasm.StatusUnimplemented
 )
-
-func (s Status) String() string {
-	switch s {
-	case StatusOK:
-		return "OK"
-	case StatusNotFound:
-		return "NOT_FOUND"
-	case StatusBadArgument:
-		return "BAD_ARGUMENT"
-	case StatusSerializationFailure:
-		return "SERIALIZATION_FAILURE"
-	case StatusParseFailure:
-		return "PARSE_FAILURE"
-	case StatusInvalidMemoryAccess:
-		return "INVALID_MEMORY_ACCESS"
-	case StatusEmpty:
-		return "EMPTY"
-	case StatusCASMismatch:
-		return "CAS_MISMATCH"
-	case StatusInternalFailure:
-		return "INTERNAL_FAILURE"
-	case StatusUnimplemented:
-		return "UNIMPLEMENTED"
-	}
-	return "Status(" + strconv.FormatUint(uint64(s), 10) + ")"
-}
 
 // LogLevel is a proxy-wasm log level, from LogTrace (0) to LogCritical (5).
 type LogLevel int
