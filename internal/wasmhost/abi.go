@@ -504,51 +504,44 @@ func hostGetHeaderMapValue(vm *VM, s []uint64) {
 	ret(s, vm.writeOut(vm.scratch, u32(s, 3), u32(s, 4)))
 }
 
-func hostAddHeaderMapValue(vm *VM, s []uint64) {
+// headerEdit decodes the arguments of the header-editing calls: (map type,
+// key ptr, key size[, value ptr, value size]). On failure it has already set
+// the call's status and returns ok false.
+func headerEdit(vm *VM, s []uint64, withValue bool) (h *Headers, key, val []byte, ok bool) {
 	h, st := vm.headerMap(u32(s, 0))
 	if st != StatusOK {
 		ret(s, st)
-		return
+		return nil, nil, nil, false
 	}
-	key, ok1 := vm.read(u32(s, 1), u32(s, 2))
-	val, ok2 := vm.read(u32(s, 3), u32(s, 4))
-	if !ok1 || !ok2 {
+	key, ok = vm.read(u32(s, 1), u32(s, 2))
+	if ok && withValue {
+		val, ok = vm.read(u32(s, 3), u32(s, 4))
+	}
+	if !ok {
 		ret(s, StatusInvalidMemoryAccess)
-		return
 	}
-	*h = append(*h, [2]string{lowerString(key), string(val)})
-	ret(s, StatusOK)
+	return h, key, val, ok
+}
+
+func hostAddHeaderMapValue(vm *VM, s []uint64) {
+	if h, key, val, ok := headerEdit(vm, s, true); ok {
+		*h = append(*h, [2]string{lowerString(key), string(val)})
+		ret(s, StatusOK)
+	}
 }
 
 func hostReplaceHeaderMapValue(vm *VM, s []uint64) {
-	h, st := vm.headerMap(u32(s, 0))
-	if st != StatusOK {
-		ret(s, st)
-		return
+	if h, key, val, ok := headerEdit(vm, s, true); ok {
+		h.set(key, string(val))
+		ret(s, StatusOK)
 	}
-	key, ok1 := vm.read(u32(s, 1), u32(s, 2))
-	val, ok2 := vm.read(u32(s, 3), u32(s, 4))
-	if !ok1 || !ok2 {
-		ret(s, StatusInvalidMemoryAccess)
-		return
-	}
-	h.set(key, string(val))
-	ret(s, StatusOK)
 }
 
 func hostRemoveHeaderMapValue(vm *VM, s []uint64) {
-	h, st := vm.headerMap(u32(s, 0))
-	if st != StatusOK {
-		ret(s, st)
-		return
+	if h, key, _, ok := headerEdit(vm, s, false); ok {
+		h.remove(key)
+		ret(s, StatusOK)
 	}
-	key, ok := vm.read(u32(s, 1), u32(s, 2))
-	if !ok {
-		ret(s, StatusInvalidMemoryAccess)
-		return
-	}
-	h.remove(key)
-	ret(s, StatusOK)
 }
 
 // hostGetHeaderMapSize returns the map's byte size (keys plus values), as Envoy does.
