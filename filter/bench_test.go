@@ -109,6 +109,32 @@ func BenchmarkThreeRules(b *testing.B) {
 	serveLoop(b, g.Worker(0), 200)
 }
 
+// BenchmarkAllowedPhases splits an allowed request into its callbacks (as
+// the host sees them) and reports each as ns/<phase>.
+func BenchmarkAllowedPhases(b *testing.B) {
+	g := start(b, `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}]}`)
+	vm := g.Worker(0)
+	resp := wasmhost.Headers{{":status", "200"}}
+	var create, reqHdr, respHdr, done time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		s := vm.NewStream(benchInfo)
+		t1 := time.Now()
+		s.RequestHeaders(benchReq.Headers, true)
+		t2 := time.Now()
+		s.ResponseHeaders(resp, true)
+		t3 := time.Now()
+		s.Close()
+		t4 := time.Now()
+		create, reqHdr, respHdr, done = create+t1.Sub(t0), reqHdr+t2.Sub(t1), respHdr+t3.Sub(t2), done+t4.Sub(t3)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(create.Nanoseconds())/n, "ns/create")
+	b.ReportMetric(float64(reqHdr.Nanoseconds())/n, "ns/request-headers")
+	b.ReportMetric(float64(respHdr.Nanoseconds())/n, "ns/response-headers")
+	b.ReportMetric(float64(done.Nanoseconds())/n, "ns/close")
+}
+
 // contention drives 8 worker VMs from 8 goroutines, b.N requests in all,
 // and reports requests per second and CAS retries per request.
 func contention(b *testing.B, keys int) {

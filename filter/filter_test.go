@@ -38,7 +38,7 @@ func TestModuleInterface(t *testing.T) {
 	}
 	envoyEnv := map[string]bool{}
 	for _, f := range strings.Fields(`proxy_log proxy_get_current_time_nanoseconds proxy_get_buffer_bytes
-		proxy_get_header_map_value proxy_add_header_map_value proxy_replace_header_map_value proxy_get_property
+		proxy_get_header_map_pairs proxy_get_header_map_value proxy_add_header_map_value proxy_replace_header_map_value proxy_get_property
 		proxy_get_shared_data proxy_set_shared_data proxy_send_local_response proxy_define_metric
 		proxy_increment_metric`) {
 		envoyEnv[f] = true

@@ -50,34 +50,23 @@ func (m *metrics) Add(rule int, c limiter.Counter, delta int64) {
 	}
 }
 
-// request is the limiter's view of the current request headers. The pseudo
-// headers are fetched once per request; values are valid for the callback.
+// request is the limiter's view of the current request headers. The first
+// header asked for fetches the whole map in one host call (one round trip
+// into the host and one into the guest allocator, instead of two per
+// header); lookups then scan it locally. Values are valid for the callback.
 type request struct {
-	pseudo [3][]byte
-	found  [3]bool
-	have   uint8
+	pairs   []byte
+	fetched bool
 }
-
-var pseudoNames = [3]string{":path", ":method", ":authority"}
 
 func (r *request) reset() { *r = request{} }
 
 func (r *request) Header(name string) ([]byte, bool) {
-	for i, p := range pseudoNames {
-		if name == p {
-			if r.have&(1<<i) == 0 {
-				r.pseudo[i], r.found[i] = header(name)
-				r.have |= 1 << i
-			}
-			return r.pseudo[i], r.found[i]
-		}
+	if !r.fetched {
+		r.pairs, _ = proxywasm.GetHeaderPairs(proxywasm.MapRequestHeaders)
+		r.fetched = true
 	}
-	return header(name)
-}
-
-func header(name string) ([]byte, bool) {
-	v, st := proxywasm.GetHeader(proxywasm.MapRequestHeaders, name)
-	return v, st == proxywasm.StatusOK
+	return proxywasm.LookupPair(r.pairs, name)
 }
 
 const propSourceAddress = "source\x00address"

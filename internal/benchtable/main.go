@@ -97,6 +97,11 @@ func table(res map[string]result) ([]row, []string) {
 		rows = append(rows, row{"floor: 6 trivial callbacks + 4 trivial host calls", us(floor.nsPerOp), "1.0x", ""})
 	}
 	request("Allowed", "allowed request, 1 rule (remote_address)", 2000, 3000)
+	if r, ok := get("AllowedPhases"); ok {
+		m := r.metrics
+		rows = append(rows, row{"  of which: create / request headers / response headers / close",
+			fmt.Sprintf("%.0f / %.0f / %.0f / %.0f ns", m["ns/create"], m["ns/request-headers"], m["ns/response-headers"], m["ns/close"]), "", ""})
+	}
 	request("Denied", "denied request (429 local reply)", 3000, 3000)
 	request("ThreeRules", "allowed request, 3 rules, composite key", 0, 0)
 	native := func(name, what, target string) {

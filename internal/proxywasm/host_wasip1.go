@@ -103,6 +103,17 @@ func GetHeader(m MapType, name string) ([]byte, Status) {
 	return hostBytes(retPtr, retSize), StatusOK
 }
 
+// GetHeaderPairs returns the whole header map m in the header-pairs format
+// (see LookupPair), valid until the current callback returns: one host call
+// instead of one per header.
+func GetHeaderPairs(m MapType) ([]byte, Status) {
+	st := Status(proxyGetHeaderMapPairs(uint32(m), &retPtr, &retSize))
+	if st != StatusOK {
+		return nil, st
+	}
+	return hostBytes(retPtr, retSize), StatusOK
+}
+
 // AddHeader appends a header to map m.
 func AddHeader(m MapType, name string, value []byte) Status {
 	return Status(proxyAddHeaderMapValue(uint32(m), strPtr(name), uint32(len(name)),

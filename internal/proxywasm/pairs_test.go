@@ -35,13 +35,35 @@ func TestParsePairsMalformed(t *testing.T) {
 	}
 }
 
+func TestLookupPair(t *testing.T) {
+	b := AppendPairs(nil, [][2]string{{":path", "/a"}, {"x-api-key", ""}, {"x-api-key", "second"}, {"k", "v"}})
+	for _, tt := range []struct {
+		name, want string
+		ok         bool
+	}{{":path", "/a", true}, {"x-api-key", "", true}, {"k", "v", true}, {"missing", "", false}, {"", "", false}} {
+		v, ok := LookupPair(b, tt.name)
+		if ok != tt.ok || string(v) != tt.want {
+			t.Errorf("LookupPair(%q) = %q %v, want %q %v", tt.name, v, ok, tt.want, tt.ok)
+		}
+	}
+	if allocs := testing.AllocsPerRun(100, func() { LookupPair(b, "k") }); allocs != 0 {
+		t.Errorf("LookupPair allocates %v times", allocs)
+	}
+}
+
 func FuzzParsePairs(f *testing.F) {
 	f.Add(AppendPairs(nil, [][2]string{{"a", "b"}, {"retry-after", "1"}}))
 	f.Add([]byte{1, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pairs, err := ParsePairs(b)
 		if err != nil {
+			LookupPair(b, "a") // must not panic on malformed bytes either
 			return
+		}
+		for _, p := range pairs {
+			if v, ok := LookupPair(b, p[0]); !ok || p[0] == pairs[0][0] && string(v) != pairs[0][1] {
+				t.Fatalf("LookupPair(%q) = %q %v", p[0], v, ok)
+			}
 		}
 		if again := AppendPairs(nil, pairs); string(again) != string(b) {
 			t.Fatalf("accepted bytes do not re-encode identically")

@@ -150,6 +150,32 @@ func AppendPairs(dst []byte, pairs [][2]string) []byte {
 	return dst
 }
 
+// LookupPair returns the value of the first pair named name in b, bytes in
+// the header-pairs format, without allocating. Malformed bytes hold no pairs.
+func LookupPair(b []byte, name string) ([]byte, bool) {
+	if len(b) < 4 {
+		return nil, false
+	}
+	n := uint64(binary.LittleEndian.Uint32(b))
+	if n*8 > uint64(len(b)-4) {
+		return nil, false
+	}
+	sizes := b[4 : 4+8*n]
+	data := b[4+8*n:]
+	for i := uint64(0); i < n; i++ {
+		k := uint64(binary.LittleEndian.Uint32(sizes[8*i:]))
+		v := uint64(binary.LittleEndian.Uint32(sizes[8*i+4:]))
+		if k+v+2 > uint64(len(data)) {
+			return nil, false
+		}
+		if k == uint64(len(name)) && string(data[:k]) == name {
+			return data[k+1 : k+1+v : k+1+v], true
+		}
+		data = data[k+v+2:]
+	}
+	return nil, false
+}
+
 // ErrMalformedPairs reports header-pairs bytes that do not follow the format.
 var ErrMalformedPairs = errors.New("proxywasm: malformed header pairs")
 
