@@ -447,3 +447,40 @@ func (noAllocReq) Header(name string) ([]byte, bool) {
 }
 
 func (noAllocReq) SourceAddress() ([]byte, bool) { return noAllocPeer, true }
+
+// FuzzSet feeds arbitrary bytes as a stored set: the limiter never panics,
+// admits at most what a fresh bucket holds, and writes back only a valid set.
+func FuzzSet(f *testing.F) {
+	var s set
+	s.clear()
+	s.put(1, 7, bucket.State{Tokens: 2, Last: 5})
+	f.Add(s.raw[:], int64(10))
+	f.Add([]byte("tgs1garbage"), int64(0))
+	f.Fuzz(func(t *testing.T, stored []byte, now int64) {
+		if now < 0 {
+			return
+		}
+		cfg := mustConfig(t, `{"rules":[{"name":"r","key":["remote_address"],"capacity":3,"refill":1,"interval":"1h"}],"slots":16}`)
+		st := newStore()
+		l := newLimiter(t, cfg, st, nil)
+		for i := 0; i < 4; i++ {
+			st.sd.Set("", fmt.Sprintf("tokengate/test/r/%x", i), stored, 0)
+		}
+		admitted := 0
+		for i := 0; i < 5; i++ {
+			if !l.Decide(get("/", "10.0.0.1:1"), now).Denied {
+				admitted++
+			}
+		}
+		if admitted > 3 {
+			t.Fatalf("admitted %d of capacity 3 from stored bytes %x", admitted, stored)
+		}
+		for i := 0; i < 4; i++ {
+			v, _, _ := st.sd.Get("", fmt.Sprintf("tokengate/test/r/%x", i))
+			var check set
+			if string(v) != string(stored) && !check.load(v) {
+				t.Fatalf("wrote an invalid set: %x", v)
+			}
+		}
+	})
+}
