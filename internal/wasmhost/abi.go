@@ -464,18 +464,11 @@ func hostGetHeaderMapPairs(vm *VM, s []uint64) {
 }
 
 func hostSetHeaderMapPairs(vm *VM, s []uint64) {
-	h, st := vm.headerMap(u32(s, 0))
-	if st != StatusOK {
-		ret(s, st)
-		return
+	// Same arguments as a header removal: the map, then one buffer (the pairs).
+	if h, data, _, ok := headerEdit(vm, s, false); ok {
+		*h = decodePairs((*h)[:0], data)
+		ret(s, StatusOK)
 	}
-	data, ok := vm.read(u32(s, 1), u32(s, 2))
-	if !ok {
-		ret(s, StatusInvalidMemoryAccess)
-		return
-	}
-	*h = decodePairs((*h)[:0], data)
-	ret(s, StatusOK)
 }
 
 // hostGetHeaderMapValue returns the first value of a header. In proxy_on_log a map the access

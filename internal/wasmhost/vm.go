@@ -199,33 +199,34 @@ func (vm *VM) start() error {
 			return fmt.Errorf("proxy_on_context_create: %w", vm.failErr)
 		}
 	}
-	if fn := vm.fns.vmStart; fn != nil {
-		vm.phase = phaseVMStart
-		vm.stack[0], vm.stack[1] = rootContextID, uint64(len(vm.p.cfg.VMConfiguration))
-		r, ok := vm.invoke(fn, nil, 2)
-		vm.phase = phaseNone
-		if !ok {
-			return fmt.Errorf("proxy_on_vm_start: %w", vm.failErr)
-		}
-		if uint32(r) == 0 {
-			vm.failed, vm.failErr = true, errors.New("proxy_on_vm_start returned false")
-			return vm.failErr
-		}
+	if err := vm.startStep(vm.fns.vmStart, phaseVMStart, "proxy_on_vm_start", len(vm.p.cfg.VMConfiguration)); err != nil {
+		return err
 	}
-	if fn := vm.fns.configure; fn != nil {
-		vm.phase = phaseConfigure
-		vm.stack[0], vm.stack[1] = rootContextID, uint64(len(vm.p.cfg.Configuration))
-		r, ok := vm.invoke(fn, nil, 2)
-		vm.phase = phaseNone
-		if !ok {
-			return fmt.Errorf("proxy_on_configure: %w", vm.failErr)
-		}
-		if uint32(r) == 0 {
-			vm.failed, vm.failErr = true, errors.New("proxy_on_configure returned false")
-			return vm.failErr
-		}
+	if err := vm.startStep(vm.fns.configure, phaseConfigure, "proxy_on_configure", len(vm.p.cfg.Configuration)); err != nil {
+		return err
 	}
 	vm.started = true
+	return nil
+}
+
+// startStep runs one boolean start callback (vm_start or configure) of the
+// root context with the size of its buffer, readable during the call; a trap
+// or a false result fails the VM.
+func (vm *VM) startStep(fn api.Function, p phase, name string, size int) error {
+	if fn == nil {
+		return nil
+	}
+	vm.phase = p
+	vm.stack[0], vm.stack[1] = rootContextID, uint64(size)
+	r, ok := vm.invoke(fn, nil, 2)
+	vm.phase = phaseNone
+	if !ok {
+		return fmt.Errorf("%s: %w", name, vm.failErr)
+	}
+	if uint32(r) == 0 {
+		vm.failed, vm.failErr = true, errors.New(name+" returned false")
+		return vm.failErr
+	}
 	return nil
 }
 
