@@ -197,3 +197,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestREADMEExample keeps the documented example configuration valid.
+func TestREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README has no Configuration section")
+	}
+	_, block, ok := strings.Cut(section, "```json\n")
+	if !ok {
+		t.Fatal("the Configuration section has no json block")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	cfg, err := Parse([]byte(block))
+	if err != nil {
+		t.Fatalf("the README's example is rejected: %v", err)
+	}
+	if len(cfg.Rules) != 1 || cfg.Rules[0].Name != "per-client" || len(cfg.Rules[0].Key) != 2 {
+		t.Fatalf("parsed %+v", cfg)
+	}
+}
