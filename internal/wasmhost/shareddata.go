@@ -106,11 +106,7 @@ func (s *SharedData) Set(vmID, key string, value []byte, cas uint32) Status {
 func (s *SharedData) setBytes(vmID string, key []byte, keyStr string, value []byte, cas uint32) Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.ns[vmID]
-	if n == nil {
-		n = &sharedNamespace{entries: make(map[string]*sharedEntry)}
-		s.ns[vmID] = n
-	}
+	n := s.namespace(vmID)
 	e := n.entries[string(key)]
 	if e == nil {
 		if keyStr == "" && len(key) > 0 {
@@ -150,16 +146,21 @@ func (s *SharedData) Size(vmID string) int {
 	return 0
 }
 
-// acquire records that a plugin uses namespace vmID.
-func (s *SharedData) acquire(vmID string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// namespace returns namespace vmID, creating it empty; s.mu must be held.
+func (s *SharedData) namespace(vmID string) *sharedNamespace {
 	n := s.ns[vmID]
 	if n == nil {
 		n = &sharedNamespace{entries: make(map[string]*sharedEntry)}
 		s.ns[vmID] = n
 	}
-	n.refs++
+	return n
+}
+
+// acquire records that a plugin uses namespace vmID.
+func (s *SharedData) acquire(vmID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.namespace(vmID).refs++
 }
 
 // release drops a plugin's hold on vmID; the last one gone drops the namespace, as Envoy does
