@@ -254,9 +254,9 @@ func (l *Limiter) appendKey(dst []byte, r *rule, req Request) []byte {
 		case config.KeyHost:
 			val, ok = req.Header(":authority")
 			if ok {
-				start := len(dst) + 5
-				dst = appendValue(dst, hostOf(val))
-				lowerASCII(dst[start:])
+				host := hostOf(val)
+				dst = appendValue(dst, host)
+				lowerASCII(dst[len(dst)-len(host):])
 				continue
 			}
 		}
@@ -323,28 +323,29 @@ func (l *Limiter) check(ri int, req Request, now int64) Verdict {
 			s.clear()
 			cas = l.lastCAS
 		default:
-			return l.failure(ri, now)
+			return l.failure(ri)
 		}
 		i, st, use := pick(s, fp, j, r.limit, now)
 		st, ok := bucket.Take(r.limit, st, now, cost)
 		if !ok {
 			// Nothing to write: a refusal changes no bucket.
-			return l.verdict(ri, r, st, false)
+			return l.verdict(ri, st, false)
 		}
+		owner := fp
 		switch use {
-		case slotShared:
+		case slotShared: // the entry stays its owner's, now with a foreign draw
+			owner = s.fp(i)
 			s.taint(i, true)
-			s.put(i, s.fp(i), st)
-		default:
-			s.taint(i, use == slotOwn && s.tainted(i))
-			s.put(i, fp, st)
+		case slotClaimed, slotEvicted: // a new owner: no foreign draws yet
+			s.taint(i, false)
 		}
+		s.put(i, owner, st)
 		err = l.store.SetSharedData(l.nameBuf, s.raw[:], cas)
 		if err == ErrCASMismatch {
 			continue
 		}
 		if err != nil {
-			return l.failure(ri, now)
+			return l.failure(ri)
 		}
 		switch use {
 		case slotEvicted:
@@ -352,45 +353,47 @@ func (l *Limiter) check(ri int, req Request, now int64) Verdict {
 		case slotShared:
 			l.count(ri, CounterShared, 1)
 		}
-		return l.verdict(ri, r, st, true)
+		return l.verdict(ri, st, true)
 	}
-	return l.failure(ri, now)
+	return l.failure(ri)
 }
 
-func (l *Limiter) verdict(ri int, r *rule, st bucket.State, allowed bool) Verdict {
+func (l *Limiter) verdict(ri int, st bucket.State, allowed bool) Verdict {
+	r := &l.rules[ri]
 	v := Verdict{
 		Rule:      ri,
 		Allowed:   allowed,
 		Remaining: st.Tokens,
 		Reset:     bucket.Wait(r.limit, st, r.limit.Capacity),
 	}
-	switch {
-	case allowed:
+	if allowed {
 		l.count(ri, CounterAllowed, 1)
-	case r.cfg.Shadow:
-		l.count(ri, CounterShadowLimited, 1)
-	default:
-		l.count(ri, CounterLimited, 1)
-	}
-	if !allowed {
+	} else {
+		l.countRefusal(ri)
 		v.RetryAfter = bucket.Wait(r.limit, st, r.cfg.Cost)
 	}
 	return v
 }
 
-// failureRetryAfter is the Retry-After of a rejection by failure_mode deny.
-const failureRetryAfter = int64(1e9)
-
-func (l *Limiter) failure(ri int, now int64) Verdict {
-	l.count(ri, CounterFailureMode, 1)
-	if l.cfg.FailureMode == config.FailAllow {
-		return Verdict{Rule: ri, Allowed: true, Failure: true}
-	}
+// countRefusal counts a refusal by rule ri: limited, or shadow_limited for a
+// rule that only observes.
+func (l *Limiter) countRefusal(ri int) {
 	if l.rules[ri].cfg.Shadow {
 		l.count(ri, CounterShadowLimited, 1)
 	} else {
 		l.count(ri, CounterLimited, 1)
 	}
+}
+
+// failureRetryAfter is the Retry-After of a rejection by failure_mode deny.
+const failureRetryAfter = int64(1e9)
+
+func (l *Limiter) failure(ri int) Verdict {
+	l.count(ri, CounterFailureMode, 1)
+	if l.cfg.FailureMode == config.FailAllow {
+		return Verdict{Rule: ri, Allowed: true, Failure: true}
+	}
+	l.countRefusal(ri)
 	return Verdict{Rule: ri, Failure: true, RetryAfter: failureRetryAfter}
 }
 
