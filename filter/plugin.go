@@ -126,8 +126,10 @@ func (v *vm) OnRequestHeaders(ctx uint32, _ int, _ bool) proxywasm.Action {
 }
 
 func (v *vm) OnResponseHeaders(ctx uint32, _ int, _ bool) proxywasm.Action {
+	// A stream no rule matched has no verdicts, and EmitHeaders renders
+	// nothing for those or under "headers": "none".
 	s := v.streams.get(ctx)
-	if s == nil || s.replied || !s.decided || s.root.cfg.Headers == config.HeadersNone {
+	if s == nil || s.replied || len(s.decision.Verdicts) == 0 {
 		return proxywasm.ActionContinue
 	}
 	v.scratch = s.root.lim.EmitHeaders(responseHeaders{}, &s.decision, v.scratch)

@@ -9,14 +9,12 @@ import "github.com/tokengate/tokengate/internal/limiter"
 type stream struct {
 	ctx      uint32
 	root     *root
-	decided  bool
 	replied  bool // a local reply was sent: it already carries the headers
 	decision limiter.Decision
 }
 
 // keep copies d, which the limiter reuses, into the stream.
 func (s *stream) keep(d *limiter.Decision) {
-	s.decided = true
 	s.decision.Denied, s.decision.Deny = d.Denied, d.Deny
 	s.decision.Verdicts = append(s.decision.Verdicts[:0], d.Verdicts...)
 }
