@@ -152,6 +152,10 @@ func AppendPairs(dst []byte, pairs [][2]string) []byte {
 
 // LookupPair returns the value of the first pair named name in b, bytes in
 // the header-pairs format, without allocating. Malformed bytes hold no pairs.
+// It runs on the request path, so it walks the format in one tight loop
+// rather than through PairReader, which costs a call per pair: about 0.7 us
+// per request with three rules inside a wasm VM. FuzzParsePairs holds the
+// two to the same answers.
 func LookupPair(b []byte, name string) ([]byte, bool) {
 	if len(b) < 4 {
 		return nil, false
@@ -179,32 +183,60 @@ func LookupPair(b []byte, name string) ([]byte, bool) {
 // ErrMalformedPairs reports header-pairs bytes that do not follow the format.
 var ErrMalformedPairs = errors.New("proxywasm: malformed header pairs")
 
-// ParsePairs decodes the header-pairs format written by AppendPairs. The
-// strings are copies; malformed input gives ErrMalformedPairs.
-func ParsePairs(b []byte) ([][2]string, error) {
+// PairReader walks bytes in the header-pairs format without allocating:
+// the one decoder of the format, for ParsePairs here and for the test host's
+// reading of what a guest sends. The zero value holds no pairs.
+type PairReader struct {
+	sizes, data []byte
+	left        int
+	err         error
+}
+
+// ReadPairs starts reading b.
+func ReadPairs(b []byte) PairReader {
 	if len(b) < 4 {
-		return nil, ErrMalformedPairs
+		return PairReader{err: ErrMalformedPairs}
 	}
 	n := binary.LittleEndian.Uint32(b)
 	if uint64(n)*8 > uint64(len(b)-4) {
-		return nil, ErrMalformedPairs
+		return PairReader{err: ErrMalformedPairs}
 	}
-	sizes := b[4 : 4+8*n]
-	data := b[4+8*n:]
-	pairs := make([][2]string, 0, n)
-	for i := uint32(0); i < n; i++ {
-		var p [2]string
-		for j := 0; j < 2; j++ {
-			size := uint64(binary.LittleEndian.Uint32(sizes[8*i+4*uint32(j):]))
-			if size+1 > uint64(len(data)) || data[size] != 0 {
-				return nil, ErrMalformedPairs
-			}
-			p[j] = string(data[:size])
-			data = data[size+1:]
-		}
-		pairs = append(pairs, p)
+	return PairReader{sizes: b[4 : 4+8*n], data: b[4+8*n:], left: int(n)}
+}
+
+// Len reports how many pairs remain to be read, as the header declares.
+func (r *PairReader) Len() int { return r.left }
+
+// Next returns the next pair, aliasing the input. It returns ok false at
+// the end, or at the first malformed pair (then Err says so).
+func (r *PairReader) Next() (name, value []byte, ok bool) {
+	if r.left == 0 || r.err != nil {
+		return nil, nil, false
 	}
-	if len(data) != 0 {
+	k := uint64(binary.LittleEndian.Uint32(r.sizes))
+	v := uint64(binary.LittleEndian.Uint32(r.sizes[4:]))
+	if k+v+2 > uint64(len(r.data)) || r.data[k] != 0 || r.data[k+1+v] != 0 {
+		r.err = ErrMalformedPairs
+		return nil, nil, false
+	}
+	name, value = r.data[:k:k], r.data[k+1:k+1+v:k+1+v]
+	r.sizes, r.data, r.left = r.sizes[8:], r.data[k+v+2:], r.left-1
+	return name, value, true
+}
+
+// Err reports a malformed pair met by Next.
+func (r *PairReader) Err() error { return r.err }
+
+// ParsePairs decodes the header-pairs format written by AppendPairs. The
+// strings are copies; malformed input, trailing bytes included, gives
+// ErrMalformedPairs.
+func ParsePairs(b []byte) ([][2]string, error) {
+	r := ReadPairs(b)
+	pairs := make([][2]string, 0, r.Len())
+	for k, v, ok := r.Next(); ok; k, v, ok = r.Next() {
+		pairs = append(pairs, [2]string{string(k), string(v)})
+	}
+	if r.Err() != nil || r.Len() != 0 || len(r.data) != 0 {
 		return nil, ErrMalformedPairs
 	}
 	return pairs, nil

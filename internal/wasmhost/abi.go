@@ -1,8 +1,6 @@
 package wasmhost
 
 import (
-	"encoding/binary"
-
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tokengate/tokengate/internal/proxywasm"
 )
@@ -565,29 +563,18 @@ func DecodePairs(data []byte) Headers { return decodePairs(nil, data) }
 
 func decodePairs(dst Headers, data []byte) Headers {
 	dst = dst[:0]
-	if len(data) == 0 || len(data) > maxPairsBytes || len(data) < 4 {
+	if len(data) > maxPairsBytes {
 		return dst
 	}
-	n := binary.LittleEndian.Uint32(data)
-	if n > maxPairsCount {
+	r := proxywasm.ReadPairs(data)
+	if r.Len() > maxPairsCount {
 		return dst
 	}
-	sizes := 4 + 8*uint64(n)
-	if sizes > uint64(len(data)) {
-		return dst
+	for k, v, ok := r.Next(); ok; k, v, ok = r.Next() {
+		dst = append(dst, [2]string{lowerString(k), string(v)})
 	}
-	pos := sizes
-	start := len(dst)
-	for i := uint64(0); i < uint64(n); i++ {
-		kl := uint64(binary.LittleEndian.Uint32(data[4+8*i:]))
-		vl := uint64(binary.LittleEndian.Uint32(data[8+8*i:]))
-		if pos+kl+1+vl+1 > uint64(len(data)) || data[pos+kl] != 0 || data[pos+kl+1+vl] != 0 {
-			return dst[:start]
-		}
-		k := lowerString(data[pos : pos+kl])
-		v := string(data[pos+kl+1 : pos+kl+1+vl])
-		dst = append(dst, [2]string{k, v})
-		pos += kl + 1 + vl + 1
+	if r.Err() != nil {
+		return dst[:0]
 	}
 	return dst
 }
