@@ -176,24 +176,17 @@ func (p *parser) match(v gjson.Result, path string) Match {
 		}
 		m.PathPrefix = s
 	}
-	if arr, ok := obj.fields["methods"]; ok && arr.IsArray() && len(arr.Array()) == 0 {
-		p.addf(join(path, "methods"), "must hold at least one method (leave it out to match any)")
-	}
-	if arr, ok := obj.fields["hosts"]; ok && arr.IsArray() && len(arr.Array()) == 0 {
-		p.addf(join(path, "hosts"), "must hold at least one host (leave it out to match any)")
-	}
-	for i, s := range obj.strings("methods") {
-		if !isToken(s) {
-			p.addf(fmt.Sprintf("%s.methods[%d]", path, i), "%q is not an HTTP method", s)
+	for _, it := range obj.strings("methods", "must hold at least one method (leave it out to match any)") {
+		if !isToken(it.s) {
+			p.addf(it.path, "%q is not an HTTP method", it.s)
 			continue
 		}
-		m.Methods = append(m.Methods, strings.ToUpper(s))
+		m.Methods = append(m.Methods, strings.ToUpper(it.s))
 	}
-	for i, s := range obj.strings("hosts") {
-		h := strings.ToLower(s)
+	for _, it := range obj.strings("hosts", "must hold at least one host (leave it out to match any)") {
+		h := strings.ToLower(it.s)
 		if !validHost(h) {
-			p.addf(fmt.Sprintf("%s.hosts[%d]", path, i),
-				"%q is not a host name (no port, no scheme; \"*.\" may start it)", s)
+			p.addf(it.path, "%q is not a host name (no port, no scheme; \"*.\" may start it)", it.s)
 			continue
 		}
 		m.Hosts = append(m.Hosts, h)
@@ -202,28 +195,24 @@ func (p *parser) match(v gjson.Result, path string) Match {
 }
 
 func (p *parser) key(obj *object, path string) []KeyPart {
-	parts := obj.strings("key")
-	if _, ok := obj.fields["key"]; !ok {
+	if !obj.has("key") {
 		p.addf(join(path, "key"), "is required: one or more of remote_address, header:<name>, path, method, host")
 		return nil
 	}
-	if len(parts) == 0 && obj.fields["key"].IsArray() {
-		p.addf(join(path, "key"), "must hold at least one part")
-	}
+	parts := obj.strings("key", "must hold at least one part")
 	if len(parts) > MaxKeyParts {
 		p.addf(join(path, "key"), "must hold at most %d parts, got %d", MaxKeyParts, len(parts))
 	}
 	var key []KeyPart
 	seen := make(map[KeyPart]bool, len(parts))
-	for i, s := range parts {
-		kp, err := parseKeyPart(s)
-		ipath := fmt.Sprintf("%s.key[%d]", path, i)
+	for _, it := range parts {
+		kp, err := parseKeyPart(it.s)
 		if err != "" {
-			p.addf(ipath, "%s", err)
+			p.addf(it.path, "%s", err)
 			continue
 		}
 		if seen[kp] {
-			p.addf(ipath, "%q appears twice", s)
+			p.addf(it.path, "%q appears twice", it.s)
 			continue
 		}
 		seen[kp] = true
@@ -450,17 +439,18 @@ func (o *object) requiredInt(name string, lo, hi int64) (int64, bool) {
 	return o.required(name).int(lo, hi)
 }
 
-func (o *object) bool(name string) (bool, bool) {
-	v, ok := o.fields[name]
-	if !ok {
+func (f field) bool() (bool, bool) {
+	if !f.present {
 		return false, false
 	}
-	if v.Type != gjson.True && v.Type != gjson.False {
-		o.p.addf(join(o.path, name), "must be true or false, got %s", kind(v))
+	if f.v.Type != gjson.True && f.v.Type != gjson.False {
+		f.o.p.addf(f.path(), "must be true or false, got %s", kind(f.v))
 		return false, false
 	}
-	return v.Bool(), true
+	return f.v.Bool(), true
 }
+
+func (o *object) bool(name string) (bool, bool) { return o.optional(name).bool() }
 
 // enum reads a string field that must be one of values and returns its index.
 func (o *object) enum(name string, values ...string) (int, bool) {
@@ -477,25 +467,37 @@ func (o *object) enum(name string, values ...string) (int, bool) {
 	return 0, false
 }
 
-// strings reads an optional array of strings; bad elements are reported and
-// left out.
-func (o *object) strings(name string) []string {
+// item is one string of an array, with its own field path.
+type item struct {
+	path string
+	s    string
+}
+
+// strings reads an optional array of strings. An empty array is reported
+// with ifEmpty; elements that are not strings are reported and left out,
+// and the others keep the path of their place in the array.
+func (o *object) strings(name, ifEmpty string) []item {
 	v, ok := o.fields[name]
 	if !ok {
 		return nil
 	}
+	path := join(o.path, name)
 	if !v.IsArray() {
-		o.p.addf(join(o.path, name), "must be an array of strings, got %s", kind(v))
+		o.p.addf(path, "must be an array of strings, got %s", kind(v))
 		return nil
 	}
-	items := v.Array()
-	out := make([]string, 0, len(items))
-	for i, item := range items {
-		if item.Type != gjson.String {
-			o.p.addf(fmt.Sprintf("%s[%d]", join(o.path, name), i), "must be a string, got %s", kind(item))
+	elems := v.Array()
+	if len(elems) == 0 {
+		o.p.addf(path, "%s", ifEmpty)
+	}
+	out := make([]item, 0, len(elems))
+	for i, e := range elems {
+		ipath := fmt.Sprintf("%s[%d]", path, i)
+		if e.Type != gjson.String {
+			o.p.addf(ipath, "must be a string, got %s", kind(e))
 			continue
 		}
-		out = append(out, item.Str)
+		out = append(out, item{path: ipath, s: e.Str})
 	}
 	return out
 }
