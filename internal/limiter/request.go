@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // Request is the view of one HTTP request the limiter needs. Implementations
@@ -170,18 +171,11 @@ func pathOf(path []byte) []byte {
 // matchHost reports whether host (any case, no port) matches pattern (lower
 // case; "*.example.com" matches any subdomain of example.com).
 func matchHost(pattern string, host []byte) bool {
-	if suffix, ok := cutPrefix(pattern, "*."); ok {
+	if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
 		return len(host) > len(suffix)+1 && host[len(host)-len(suffix)-1] == '.' &&
 			equalFoldASCII(host[len(host)-len(suffix):], suffix)
 	}
 	return equalFoldASCII(host, pattern)
-}
-
-func cutPrefix(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):], true
-	}
-	return s, false
 }
 
 // equalFoldASCII compares b with the lower-case string s, ignoring the case
