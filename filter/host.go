@@ -3,6 +3,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/tokengate/tokengate/internal/limiter"
 	"github.com/tokengate/tokengate/internal/proxywasm"
 )
@@ -19,13 +21,9 @@ func (sharedData) SetSharedData(key, value []byte, cas uint32) error {
 	return statusErr(proxywasm.SetSharedData(key, value, cas))
 }
 
-// errSharedData stands for every other host failure: preallocated, so an
+// errSharedData stands for every other host failure: made once, so an
 // error costs no allocation on the request path.
-var errSharedData = &hostError{"shared data: host call failed"}
-
-type hostError struct{ msg string }
-
-func (e *hostError) Error() string { return e.msg }
+var errSharedData = errors.New("shared data: host call failed")
 
 func statusErr(st proxywasm.Status) error {
 	switch st {

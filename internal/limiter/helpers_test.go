@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"errors"
 	"sync"
 	"testing"
 
@@ -37,11 +38,7 @@ func storeErr(st wasmhost.Status) error {
 	return errOther
 }
 
-type otherError struct{}
-
-func (otherError) Error() string { return "shared data failed" }
-
-var errOther error = otherError{}
+var errOther = errors.New("shared data failed")
 
 // counters is a Metrics that remembers totals, safe for concurrent use.
 type counters struct {
