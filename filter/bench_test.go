@@ -11,9 +11,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,25 +30,10 @@ var (
 // floor compiles testdata/floor, the do-nothing filter.
 func floor(b *testing.B) *wasmhost.Module {
 	floorOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tokengate-floor")
-		if err != nil {
-			floorErr = err
-			return
+		var wasm []byte
+		if wasm, floorErr = buildWasm("./testdata/floor"); floorErr == nil {
+			floorModule, floorErr = wasmhost.Compile(context.Background(), wasm)
 		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "floor.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/floor")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			floorErr = fmt.Errorf("building the floor module: %v\n%s", err, msg)
-			return
-		}
-		wasm, err := os.ReadFile(out)
-		if err != nil {
-			floorErr = err
-			return
-		}
-		floorModule, floorErr = wasmhost.Compile(context.Background(), wasm)
 	})
 	if floorErr != nil {
 		b.Fatal(floorErr)

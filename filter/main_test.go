@@ -27,40 +27,44 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code, err := setup()
-	if err != nil {
+	if err := setup(); err != nil {
 		fmt.Fprintln(os.Stderr, "filter tests:", err)
 		os.Exit(1)
 	}
-	os.Exit(code(m))
+	os.Exit(m.Run())
 }
 
-func setup() (func(*testing.M) int, error) {
-	path := os.Getenv("TOKENGATE_WASM")
-	if path == "" {
-		if os.Getenv("CI") != "" {
-			return nil, fmt.Errorf("TOKENGATE_WASM is not set: run the tests with `make test`, which builds the module")
-		}
-		dir, err := os.MkdirTemp("", "tokengate-wasm")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		path = filepath.Join(dir, "tokengate.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", path, ".")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("building the module: %v\n%s", err, out)
-		}
-	}
+// setup loads and compiles the module named by TOKENGATE_WASM, or builds it.
+func setup() error {
 	var err error
-	if wasmBytes, err = os.ReadFile(path); err != nil {
-		return nil, fmt.Errorf("the compiled module is missing: %w", err)
+	if path := os.Getenv("TOKENGATE_WASM"); path != "" {
+		if wasmBytes, err = os.ReadFile(path); err != nil {
+			return fmt.Errorf("the compiled module is missing: %w", err)
+		}
+	} else if os.Getenv("CI") != "" {
+		return fmt.Errorf("TOKENGATE_WASM is not set: run the tests with `make test`, which builds the module")
+	} else if wasmBytes, err = buildWasm("."); err != nil {
+		return err
 	}
-	if module, err = wasmhost.Compile(context.Background(), wasmBytes); err != nil {
+	module, err = wasmhost.Compile(context.Background(), wasmBytes)
+	return err
+}
+
+// buildWasm builds the Go package pkg (relative to filter/) as a wasip1
+// reactor module, like `make wasm`, and returns its bytes.
+func buildWasm(pkg string) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "tokengate-build")
+	if err != nil {
 		return nil, err
 	}
-	return func(m *testing.M) int { return m.Run() }, nil
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "module.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building %s: %v\n%s", pkg, err, msg)
+	}
+	return os.ReadFile(out)
 }
 
 var t0 = time.Unix(1_700_000_000, 0)
