@@ -37,6 +37,11 @@ func statusErr(st proxywasm.Status) error {
 	return errSharedData
 }
 
+// hostClock reads the host's wall clock.
+type hostClock struct{}
+
+func (hostClock) Now() int64 { return proxywasm.Now() }
+
 // metrics maps the limiter's per-rule counters to proxy-wasm metric ids.
 type metrics struct {
 	ids [][limiter.NumCounters]uint32

@@ -110,7 +110,7 @@ func (v *vm) OnRequestHeaders(ctx uint32, _ int, _ bool) proxywasm.Action {
 		return proxywasm.ActionContinue
 	}
 	v.req.reset()
-	d := s.root.lim.Decide(&v.req, proxywasm.Now())
+	d := s.root.lim.Decide(&v.req, hostClock{})
 	s.keep(d)
 	if !d.Denied {
 		return proxywasm.ActionContinue

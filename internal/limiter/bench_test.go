@@ -23,7 +23,7 @@ func BenchmarkDecideNative(b *testing.B) {
 	r := noAllocReq{}
 	var buf []byte
 	for b.Loop() {
-		d := l.Decide(r, 0)
+		d := l.Decide(r, at(0))
 		buf = l.EmitHeaders(discard{}, d, buf)
 	}
 }
@@ -31,12 +31,12 @@ func BenchmarkDecideOnly(b *testing.B) {
 	l := newBenchLimiter(b)
 	r := noAllocReq{}
 	for b.Loop() {
-		l.Decide(r, 0)
+		l.Decide(r, at(0))
 	}
 }
 func BenchmarkEmit(b *testing.B) {
 	l := newBenchLimiter(b)
-	d := l.Decide(noAllocReq{}, 0)
+	d := l.Decide(noAllocReq{}, at(0))
 	var buf []byte
 	for b.Loop() {
 		buf = l.EmitHeaders(discard{}, d, buf)

@@ -39,7 +39,7 @@ func TestEmitHeaders(t *testing.T) {
 			l := newLimiter(t, cfg, newStore(), nil)
 			var d *Decision
 			for i := 0; i < tt.requests; i++ {
-				d = l.Decide(get("/", "1.1.1.1:1"), 0)
+				d = l.Decide(get("/", "1.1.1.1:1"), at(0))
 			}
 			var got recorder
 			l.EmitHeaders(&got, d, nil)

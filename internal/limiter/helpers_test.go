@@ -61,6 +61,11 @@ func (c *counters) get(rule int, k Counter) int64 {
 	return c.n[[2]int{rule, int(k)}]
 }
 
+// at is a Clock stopped at one time.
+type at int64
+
+func (t at) Now() int64 { return int64(t) }
+
 // req is a Request from a header map and a peer address.
 type req struct {
 	h      map[string]string

@@ -163,12 +163,19 @@ func (l *Limiter) Start(now int64, random uint64) error {
 	return nil
 }
 
-// Decide checks req against every matching rule at time now (nanoseconds).
-func (l *Limiter) Decide(req Request, now int64) *Decision {
+// Clock tells the time in nanoseconds (Unix time, in Envoy).
+type Clock interface {
+	Now() int64
+}
+
+// Decide checks req against every matching rule. It reads clock once, and
+// only when a rule matches: in a VM, reading the time is a host call.
+func (l *Limiter) Decide(req Request, clock Clock) *Decision {
 	d := &l.decision
 	d.Verdicts, d.Denied, d.Deny = d.Verdicts[:0], false, 0
 	var path, method, authority []byte
-	var fetched bool
+	var fetched, timed bool
+	var now int64
 	for i := range l.rules {
 		r := &l.rules[i]
 		m := &r.cfg.Match
@@ -182,6 +189,9 @@ func (l *Limiter) Decide(req Request, now int64) *Decision {
 			if !matches(m, path, method, authority) {
 				continue
 			}
+		}
+		if !timed {
+			now, timed = clock.Now(), true
 		}
 		v := l.check(i, req, now)
 		d.Verdicts = append(d.Verdicts, v)

@@ -33,7 +33,7 @@ func TestDecideTimeline(t *testing.T) {
 		{t0 + 10*sec, true, 2, 0},
 	}
 	for i, st := range steps {
-		d := l.Decide(get("/", "10.0.0.1:5555"), st.at)
+		d := l.Decide(get("/", "10.0.0.1:5555"), at(st.at))
 		if len(d.Verdicts) != 1 {
 			t.Fatalf("step %d: %d verdicts", i, len(d.Verdicts))
 		}
@@ -50,19 +50,19 @@ func TestDecideTimeline(t *testing.T) {
 func TestIndependentKeys(t *testing.T) {
 	l := newLimiter(t, mustConfig(t, perIP), newStore(), nil)
 	for i := 0; i < 3; i++ {
-		l.Decide(get("/", "10.0.0.1:1"), 0)
+		l.Decide(get("/", "10.0.0.1:1"), at(0))
 	}
-	if d := l.Decide(get("/", "10.0.0.1:2"), 0); !d.Denied {
+	if d := l.Decide(get("/", "10.0.0.1:2"), at(0)); !d.Denied {
 		t.Fatal("same IP, other port: not limited")
 	}
-	if d := l.Decide(get("/", "10.0.0.2:1"), 0); d.Denied {
+	if d := l.Decide(get("/", "10.0.0.2:1"), at(0)); d.Denied {
 		t.Fatal("another IP was limited")
 	}
 	// One address, two spellings: one client.
 	for i := 0; i < 3; i++ {
-		l.Decide(get("/", "[::ffff:10.0.0.3]:1"), 0)
+		l.Decide(get("/", "[::ffff:10.0.0.3]:1"), at(0))
 	}
-	if d := l.Decide(get("/", "10.0.0.3:9"), 0); !d.Denied {
+	if d := l.Decide(get("/", "10.0.0.3:9"), at(0)); !d.Denied {
 		t.Fatal("IPv4-mapped IPv6 and IPv4 were different clients")
 	}
 }
@@ -83,7 +83,7 @@ func TestMatch(t *testing.T) {
 		{"host suffix trick", get("/api/x", "1.1.1.1:1", ":method", "POST", ":authority", "evilexample.com"), false},
 	}
 	for _, tt := range tests {
-		d := l.Decide(tt.r, 0)
+		d := l.Decide(tt.r, at(0))
 		if got := len(d.Verdicts) == 1; got != tt.match {
 			t.Errorf("%s: matched=%v, want %v", tt.name, got, tt.match)
 		}
@@ -96,18 +96,18 @@ func TestMissingKeyPartShared(t *testing.T) {
 	cfg := mustConfig(t, `{"rules":[{"name":"per-key","key":["header:x-api-key"],"capacity":2,"refill":1,"interval":"1h"}]}`)
 	l := newLimiter(t, cfg, newStore(), nil)
 	for i := 0; i < 2; i++ {
-		if d := l.Decide(get("/", fmt.Sprintf("10.0.0.%d:1", i)), 0); d.Denied {
+		if d := l.Decide(get("/", fmt.Sprintf("10.0.0.%d:1", i)), at(0)); d.Denied {
 			t.Fatalf("anonymous request %d denied", i)
 		}
 	}
-	if d := l.Decide(get("/", "10.9.9.9:1"), 0); !d.Denied {
+	if d := l.Decide(get("/", "10.9.9.9:1"), at(0)); !d.Denied {
 		t.Fatal("third anonymous request from a new address escaped the shared bucket")
 	}
 	// An empty key value is a value, not a missing part.
-	if d := l.Decide(get("/", "10.0.0.1:1", "x-api-key", ""), 0); d.Denied {
+	if d := l.Decide(get("/", "10.0.0.1:1", "x-api-key", ""), at(0)); d.Denied {
 		t.Fatal("empty API key shares the missing-key bucket")
 	}
-	if d := l.Decide(get("/", "10.0.0.1:1", "x-api-key", "k1"), 0); d.Denied {
+	if d := l.Decide(get("/", "10.0.0.1:1", "x-api-key", "k1"), at(0)); d.Denied {
 		t.Fatal("a real API key was limited by anonymous traffic")
 	}
 }
@@ -115,16 +115,16 @@ func TestMissingKeyPartShared(t *testing.T) {
 func TestCompositeKey(t *testing.T) {
 	cfg := mustConfig(t, `{"rules":[{"name":"ip-path","key":["remote_address","path","method","host"],"capacity":1,"refill":1,"interval":"1h"}]}`)
 	l := newLimiter(t, cfg, newStore(), nil)
-	if l.Decide(get("/a?x=1", "1.1.1.1:1"), 0).Denied {
+	if l.Decide(get("/a?x=1", "1.1.1.1:1"), at(0)).Denied {
 		t.Fatal("first denied")
 	}
-	if !l.Decide(get("/a?y=2", "1.1.1.1:2", ":authority", "API.EXAMPLE.COM:443"), 0).Denied {
+	if !l.Decide(get("/a?y=2", "1.1.1.1:2", ":authority", "API.EXAMPLE.COM:443"), at(0)).Denied {
 		t.Fatal("query, port or host case made a new client")
 	}
-	if l.Decide(get("/b", "1.1.1.1:1"), 0).Denied {
+	if l.Decide(get("/b", "1.1.1.1:1"), at(0)).Denied {
 		t.Fatal("other path limited")
 	}
-	if l.Decide(get("/a", "1.1.1.1:1", ":method", "POST"), 0).Denied {
+	if l.Decide(get("/a", "1.1.1.1:1", ":method", "POST"), at(0)).Denied {
 		t.Fatal("other method limited")
 	}
 }
@@ -140,10 +140,10 @@ func TestRulesStopAtFirstDenial(t *testing.T) {
 		{"name":"after","key":["path"],"capacity":100,"refill":1,"interval":"1h"}]}`)
 	m := &counters{}
 	l := newLimiter(t, cfg, newStore(), m)
-	if d := l.Decide(get("/", "1.1.1.1:1"), 0); d.Denied || len(d.Verdicts) != 4 {
+	if d := l.Decide(get("/", "1.1.1.1:1"), at(0)); d.Denied || len(d.Verdicts) != 4 {
 		t.Fatalf("first request: %+v", d)
 	}
-	d := l.Decide(get("/", "1.1.1.1:1"), 0)
+	d := l.Decide(get("/", "1.1.1.1:1"), at(0))
 	if !d.Denied || len(d.Verdicts) != 3 || d.Deny != 2 || d.Verdicts[0].Allowed {
 		t.Fatalf("second request: %+v", d)
 	}
@@ -172,7 +172,7 @@ func TestWorkersShareOneBudget(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 1000; i++ {
-				if !l.Decide(get("/", "10.1.1.1:1"), 5*sec).Denied {
+				if !l.Decide(get("/", "10.1.1.1:1"), at(5*sec)).Denied {
 					admitted.Add(1)
 				}
 			}
@@ -204,7 +204,7 @@ func TestColdStartRaces(t *testing.T) {
 				defer wg.Done()
 				<-start
 				for i := 0; i < 2; i++ {
-					if !l.Decide(get("/", "1.1.1.1:1", "x-k", key), 0).Denied {
+					if !l.Decide(get("/", "1.1.1.1:1", "x-k", key), at(0)).Denied {
 						admitted.Add(1)
 					}
 				}
@@ -229,12 +229,12 @@ func TestCreationCannotOverwrite(t *testing.T) {
 	// a reads "missing"; before a writes, b creates the set and spends the
 	// only token.
 	hook := &raceStore{Store: s, beforeSet: func() {
-		if b.Decide(get("/", "1.1.1.1:1"), 0).Denied {
+		if b.Decide(get("/", "1.1.1.1:1"), at(0)).Denied {
 			t.Error("b denied on a fresh key")
 		}
 	}}
 	a.store = hook
-	if d := a.Decide(get("/", "1.1.1.1:1"), 0); !d.Denied {
+	if d := a.Decide(get("/", "1.1.1.1:1"), at(0)); !d.Denied {
 		t.Fatal("a admitted too: creation overwrote b's set (2 admitted, capacity 1)")
 	}
 	if hook.mismatches == 0 {
@@ -276,7 +276,7 @@ func TestRefillAcrossWorkers(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 2000; i++ {
 				now := clock.Add(int64(time.Millisecond) / 4) // 16000 requests over 4s
-				if !l.Decide(get("/", "2.2.2.2:1"), now).Denied {
+				if !l.Decide(get("/", "2.2.2.2:1"), at(now)).Denied {
 					admitted.Add(1)
 				}
 			}
@@ -298,7 +298,7 @@ func TestBoundedMemory(t *testing.T) {
 	l := newLimiter(t, cfg, s, nil)
 	for i := 0; i < 100_000; i++ {
 		ip := fmt.Sprintf("10.%d.%d.%d:1", i>>16&255, i>>8&255, i&255)
-		l.Decide(get("/", ip), int64(i)*int64(time.Millisecond))
+		l.Decide(get("/", ip), at(int64(i)*int64(time.Millisecond)))
 	}
 	if n, bound := s.sd.Len(""), 1024/ways+2; n > bound {
 		t.Fatalf("%d shared-data keys, bound %d", n, bound)
@@ -330,7 +330,7 @@ func TestChurnNeverOverAdmits(t *testing.T) {
 		}
 		st, ideal := bucket.Take(lim, st, now, 1)
 		private[c] = st
-		got := !l.Decide(get("/", "1.1.1.1:1", "x-k", fmt.Sprint(c)), now).Denied
+		got := !l.Decide(get("/", "1.1.1.1:1", "x-k", fmt.Sprint(c)), at(now)).Denied
 		if got && !ideal {
 			t.Fatalf("request %d: client %d admitted beyond its own bucket", i, c)
 		}
@@ -359,11 +359,11 @@ func TestGarbageIsResetAndCounted(t *testing.T) {
 		s.sd.Set("", fmt.Sprintf("tokengate/test/r/%x", i), []byte("not a set"), 0)
 	}
 	for i := 0; i < 2; i++ {
-		if l.Decide(get("/", "1.2.3.4:1"), 0).Denied {
+		if l.Decide(get("/", "1.2.3.4:1"), at(0)).Denied {
 			t.Fatalf("request %d denied", i)
 		}
 	}
-	if !l.Decide(get("/", "1.2.3.4:1"), 0).Denied {
+	if !l.Decide(get("/", "1.2.3.4:1"), at(0)).Denied {
 		t.Fatal("the set was not repaired: third request admitted")
 	}
 	if m.get(0, CounterGarbage) != 1 {
@@ -383,7 +383,7 @@ func TestCASExhaustionGoesToFailureMode(t *testing.T) {
 			m := &counters{}
 			l := newLimiter(t, cfg, newStore(), m)
 			l.store = failingStore{l.store}
-			d := l.Decide(get("/", "1.1.1.1:1"), 0)
+			d := l.Decide(get("/", "1.1.1.1:1"), at(0))
 			if d.Denied != (mode == "deny") || !d.Verdicts[0].Failure {
 				t.Fatalf("decision %+v", d)
 			}
@@ -399,7 +399,7 @@ func TestDecideAllocatesNothing(t *testing.T) {
 		{"name":"b","match":{"path_prefix":"/"},"key":["path"],"capacity":1000000,"refill":1,"interval":"1s"}]}`)
 	l := newLimiter(t, cfg, noAllocStore{}, nil)
 	r := noAllocReq{}
-	allocs := testing.AllocsPerRun(200, func() { l.Decide(r, 0) })
+	allocs := testing.AllocsPerRun(200, func() { l.Decide(r, at(0)) })
 	if allocs != 0 {
 		t.Fatalf("Decide allocates %v times per request, want 0", allocs)
 	}
@@ -468,7 +468,7 @@ func FuzzSet(f *testing.F) {
 		}
 		admitted := 0
 		for i := 0; i < 5; i++ {
-			if !l.Decide(get("/", "10.0.0.1:1"), now).Denied {
+			if !l.Decide(get("/", "10.0.0.1:1"), at(now)).Denied {
 				admitted++
 			}
 		}
@@ -483,4 +483,26 @@ func FuzzSet(f *testing.F) {
 			}
 		}
 	})
+}
+
+// countingClock counts how often the time is read.
+type countingClock struct{ reads int }
+
+func (c *countingClock) Now() int64 { c.reads++; return 0 }
+
+// TestClockReadOnlyWhenARuleMatches: reading the time is a host call in a
+// VM; a request no rule matches must not pay it, and a request several
+// rules match pays it once.
+func TestClockReadOnlyWhenARuleMatches(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[
+		{"name":"a","match":{"path_prefix":"/api/"},"key":["remote_address"],"capacity":5,"refill":1,"interval":"1s"},
+		{"name":"b","match":{"path_prefix":"/api/"},"key":["path"],"capacity":5,"refill":1,"interval":"1s"}]}`)
+	l := newLimiter(t, cfg, newStore(), nil)
+	var c countingClock
+	if d := l.Decide(get("/static/x", "1.1.1.1:1"), &c); len(d.Verdicts) != 0 || c.reads != 0 {
+		t.Fatalf("unmatched request: %d verdicts, %d clock reads", len(d.Verdicts), c.reads)
+	}
+	if d := l.Decide(get("/api/x", "1.1.1.1:1"), &c); len(d.Verdicts) != 2 || c.reads != 1 {
+		t.Fatalf("two matching rules: %d verdicts, %d clock reads, want 2 and 1", len(d.Verdicts), c.reads)
+	}
 }
