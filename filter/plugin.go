@@ -73,6 +73,10 @@ func (v *vm) OnConfigure(ctx uint32, size int) bool {
 		proxywasm.Log(proxywasm.LogCritical, "tokengate: "+err.Error())
 		return false
 	}
+	if cfg.RateLimitService != nil {
+		proxywasm.Log(proxywasm.LogCritical, "tokengate: global rules are not supported by this build yet")
+		return false
+	}
 	name := "tokengate"
 	if p, st := proxywasm.GetProperty("plugin_name"); st == proxywasm.StatusOK && len(p) > 0 {
 		name = string(p)

@@ -26,9 +26,13 @@ type Config struct {
 	Headers     HeaderMode  // which rate-limit headers responses carry
 	FailureMode FailureMode // what to do when shared data cannot be updated
 	Slots       int         // tracked client keys per rule (the shared-data bound)
+	// RateLimitService is set when, and only when, a rule is global.
+	RateLimitService *RateLimitService
 }
 
-// Rule is one token bucket policy and the requests it governs.
+// Rule is one limit and the requests it governs: a token bucket in shared
+// data (local), or, when Global is set, a descriptor decided by the rate
+// limit service; a global rule has no Capacity, Refill nor Interval.
 type Rule struct {
 	Name     string
 	Match    Match
@@ -36,11 +40,12 @@ type Rule struct {
 	Capacity int64         // tokens; the burst
 	Refill   int64         // tokens added per Interval
 	Interval time.Duration // >= 1ms
-	Cost     int64         // tokens one request takes, 1..Capacity
+	Cost     int64         // tokens one request takes, 1..Capacity (global: the hits_addend, 1..RequestsPerUnit)
 	Shadow   bool          // count and add headers, never reject
+	Global   *Global       // nil for a local rule
 }
 
-// Limit returns the bucket parameters of r.
+// Limit returns the bucket parameters of r (zero for a global rule).
 func (r *Rule) Limit() bucket.Limit {
 	return bucket.Limit{Capacity: r.Capacity, Refill: r.Refill, Interval: int64(r.Interval)}
 }

@@ -189,11 +189,24 @@ func FuzzParse(f *testing.F) {
 		if len(cfg.Rules) == 0 {
 			t.Fatal("accepted a config without rules")
 		}
+		global := false
 		for _, r := range cfg.Rules {
+			if g := r.Global; g != nil {
+				global = true
+				if g.RequestsPerUnit < 1 || g.Unit.Duration() == 0 || r.Cost < 1 || r.Cost > g.RequestsPerUnit ||
+					len(r.Key) == 0 || r.Capacity != 0 || r.Refill != 0 || r.Interval != 0 {
+					t.Fatalf("accepted an invalid global rule: %+v", r)
+				}
+				continue
+			}
 			if !r.Limit().Valid() || r.Cost < 1 || r.Cost > r.Capacity || len(r.Key) == 0 ||
 				r.Interval < MinInterval {
 				t.Fatalf("accepted an invalid rule: %+v", r)
 			}
+		}
+		if s := cfg.RateLimitService; (s != nil) != global || s != nil && (s.Cluster == "" ||
+			s.Authority == "" || s.Domain == "" || s.Timeout < MinRLSTimeout || s.CacheSlots < MinSlots) {
+			t.Fatalf("rate_limit_service %+v with global rules %v", s, global)
 		}
 	})
 }

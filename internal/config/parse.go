@@ -40,7 +40,7 @@ func (p *parser) parse(data []byte) *Config {
 	}
 	root := gjson.ParseBytes(data)
 	obj := p.object(root, "", "rules", "trusted_hops", "status", "body", "content_type",
-		"headers", "failure_mode", "slots")
+		"headers", "failure_mode", "slots", "rate_limit_service")
 	if obj == nil {
 		return nil
 	}
@@ -80,6 +80,7 @@ func (p *parser) parse(data []byte) *Config {
 	if v, ok := obj.int("slots", MinSlots, MaxSlots); ok {
 		cfg.Slots = int(v)
 	}
+	cfg.RateLimitService = p.rateLimitService(obj, cfg.Rules)
 	return cfg
 }
 
@@ -118,21 +119,14 @@ func (p *parser) rules(obj *object) []Rule {
 }
 
 func (p *parser) rule(v gjson.Result, path string) (Rule, bool) {
-	obj := p.object(v, path, "name", "match", "key", "capacity", "refill", "interval", "cost", "shadow")
+	obj := p.object(v, path, "name", "match", "key", "capacity", "refill", "interval", "cost", "shadow", "global")
 	if obj == nil {
 		return Rule{}, false
 	}
-	var r Rule
-	if name, ok := obj.required("name").str(); ok {
-		if err := checkName(name); err != "" {
-			p.addf(join(path, "name"), "%s", err)
-		}
-		r.Name = name
+	if g, ok := obj.fields["global"]; ok {
+		return p.globalRule(obj, g, path), true
 	}
-	if m, ok := obj.fields["match"]; ok {
-		r.Match = p.match(m, join(path, "match"))
-	}
-	r.Key = p.key(obj, path)
+	r := p.ruleCommon(obj, path)
 	capOK := false
 	if n, ok := obj.requiredInt("capacity", 1, math.MaxInt64); ok {
 		r.Capacity, capOK = n, true
@@ -150,7 +144,6 @@ func (p *parser) rule(v gjson.Result, path string) (Rule, bool) {
 		}
 		r.Interval = d
 	}
-	r.Cost = 1
 	if capOK {
 		if n, ok := obj.int("cost", 1, r.Capacity); ok {
 			r.Cost = n
@@ -158,10 +151,27 @@ func (p *parser) rule(v gjson.Result, path string) (Rule, bool) {
 	} else if n, ok := obj.int("cost", 1, math.MaxInt64); ok {
 		r.Cost = n
 	}
+	return r, true
+}
+
+// ruleCommon reads the fields local and global rules share: name, match,
+// key and shadow. Cost is set to its default, 1.
+func (p *parser) ruleCommon(obj *object, path string) Rule {
+	r := Rule{Cost: 1}
+	if name, ok := obj.required("name").str(); ok {
+		if err := checkName(name); err != "" {
+			p.addf(join(path, "name"), "%s", err)
+		}
+		r.Name = name
+	}
+	if m, ok := obj.fields["match"]; ok {
+		r.Match = p.match(m, join(path, "match"))
+	}
+	r.Key = p.key(obj, path)
 	if b, ok := obj.bool("shadow"); ok {
 		r.Shadow = b
 	}
-	return r, true
+	return r
 }
 
 func (p *parser) match(v gjson.Result, path string) Match {

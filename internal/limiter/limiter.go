@@ -119,6 +119,10 @@ func New(cfg *config.Config, plugin string, store Store, m Metrics) *Limiter {
 	l.decision.Verdicts = make([]Verdict, 0, len(cfg.Rules))
 	for i := range cfg.Rules {
 		r := &cfg.Rules[i]
+		if r.Global != nil { // decided by the rate limit service, not here
+			l.rules = append(l.rules, rule{cfg: r})
+			continue
+		}
 		l.rules = append(l.rules, rule{
 			cfg:             r,
 			limit:           r.Limit(),
@@ -168,7 +172,8 @@ type Clock interface {
 	Now() int64
 }
 
-// Decide checks req against every matching rule. It reads clock once, and
+// Decide checks req against every matching local rule (global rules are
+// left to the rate limit service). It reads clock once, and
 // only when a rule matches: in a VM, reading the time is a host call.
 func (l *Limiter) Decide(req Request, clock Clock) *Decision {
 	d := &l.decision
@@ -178,6 +183,9 @@ func (l *Limiter) Decide(req Request, clock Clock) *Decision {
 	var now int64
 	for i := range l.rules {
 		r := &l.rules[i]
+		if r.cfg.Global != nil {
+			continue
+		}
 		m := &r.cfg.Match
 		if m.PathPrefix != "" || len(m.Methods) > 0 || len(m.Hosts) > 0 {
 			if !fetched {
