@@ -1,7 +1,10 @@
 # tokengate: the table of contents. Every target is a line of the README.
 GO        ?= go
 WASM      := build/tokengate.wasm
-export GOFLAGS := -buildvcs=false
+# Appended to the user's own GOFLAGS (environment or make's command line, say
+# -modcacherw), never in their place.
+override GOFLAGS := $(strip $(GOFLAGS) -buildvcs=false)
+export GOFLAGS
 
 .PHONY: all wasm test check bench fuzz e2e run clean
 

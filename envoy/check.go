@@ -32,11 +32,7 @@ func (s *Spec) check(ps *problems) {
 	if s.Wasm == "" {
 		ps.checkf("wasm", "is required: the path of the filter's .wasm module")
 	}
-	switch s.FailurePolicy {
-	case FailClosed, FailOpen, FailReload:
-	default:
-		ps.checkf("failure_policy", "%q is not one of %s, %s, %s", s.FailurePolicy, FailClosed, FailOpen, FailReload)
-	}
+	checkFailurePolicy(ps, s.FailurePolicy)
 	checkFilter(ps, s.Filter)
 	if len(s.Routes) == 0 {
 		ps.checkf("routes", "is required: at least one route")
@@ -57,6 +53,14 @@ func (s *Spec) check(ps *problems) {
 		} else {
 			prefixes[r.Prefix] = i
 		}
+	}
+}
+
+func checkFailurePolicy(ps *problems, p FailurePolicy) {
+	switch p {
+	case FailClosed, FailOpen, FailReload:
+	default:
+		ps.checkf("failure_policy", "%q is not one of %s, %s, %s", p, FailClosed, FailOpen, FailReload)
 	}
 }
 

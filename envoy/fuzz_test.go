@@ -33,7 +33,8 @@ func FuzzParseSpec(f *testing.F) {
 		if _, err := envoy.BootstrapYAML(s); err != nil {
 			t.Fatalf("accepted spec, rejected bootstrap: %v", err)
 		}
-		if _, err := envoy.WasmPlugin(s, envoy.IstioOptions{URL: "oci://r/t:1"}); err != nil {
+		p := &envoy.Plugin{Config: s.Filter, FailurePolicy: s.FailurePolicy}
+		if _, _, err := envoy.WasmPlugin(p, envoy.IstioOptions{URL: "oci://r.example/t:1"}); err != nil && !errors.Is(err, envoy.ErrInexactNumber) {
 			t.Fatalf("accepted spec, rejected WasmPlugin: %v", err)
 		}
 	})

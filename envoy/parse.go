@@ -244,8 +244,9 @@ func parseBackend(s string) (Backend, error) {
 	return Backend{Host: u.Hostname(), Port: uint32(port), Path: u.EscapedPath()}, nil
 }
 
-// problems collects the problems of one spec.
+// problems collects the problems of one document.
 type problems struct {
+	what string // the document, for the error message; "" means "gateway spec"
 	list []Problem
 }
 
@@ -276,7 +277,11 @@ func (ps *problems) err() error {
 	}
 	list := append([]Problem(nil), ps.list...)
 	sort.SliceStable(list, func(i, j int) bool { return pathLess(list[i].Path, list[j].Path) })
-	return &Error{Problems: list}
+	what := ps.what
+	if what == "" {
+		what = "gateway spec"
+	}
+	return &Error{What: what, Problems: list}
 }
 
 // pathLess orders field paths by name, and array indexes by number

@@ -23,7 +23,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -159,22 +158,7 @@ func ParseSpecFile(path string) (*Spec, error) {
 // through unchanged but for their "filter." prefix.
 type Problem = config.Problem
 
-// Error lists every problem found in a spec, ordered by path.
-type Error struct {
-	Problems []Problem
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString("invalid gateway spec:")
-	if len(e.Problems) == 1 {
-		b.WriteString(" ")
-		b.WriteString(e.Problems[0].String())
-		return b.String()
-	}
-	for _, p := range e.Problems {
-		b.WriteString("\n  ")
-		b.WriteString(p.String())
-	}
-	return b.String()
-}
+// Error lists every problem found in a spec, ordered by path. It is the
+// filter configuration's error type (one format for both), with What set to
+// "gateway spec".
+type Error = config.Error

@@ -152,14 +152,25 @@ func (p Problem) String() string {
 	return p.Path + ": " + p.Message
 }
 
-// Error lists every problem found in a configuration.
+// Error lists every problem found in a configuration. It is the one error
+// format of every document the project reads strictly: the filter's
+// configuration and, through package envoy, the gateway spec.
 type Error struct {
+	// What names the document in the message ("invalid <What>: ..."); ""
+	// means "tokengate configuration".
+	What     string
 	Problems []Problem
 }
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString("invalid tokengate configuration: ")
+	b.WriteString("invalid ")
+	if e.What == "" {
+		b.WriteString("tokengate configuration")
+	} else {
+		b.WriteString(e.What)
+	}
+	b.WriteString(": ")
 	for i, p := range e.Problems {
 		if i > 0 {
 			b.WriteString("; ")

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/tokengate/tokengate/envoy"
+)
+
+// runIstio: tokengate istio (-config FILE | -spec FILE) -url URL [...].
+func runIstio(e *env, args []string) int {
+	fs := newFlagSet(e, "istio", "(-config FILE | -spec FILE) -url URL [-selector k=v,...] [-namespace NS] [flags]")
+	configPath := fs.String("config", "", "plugin configuration, JSON (what the filter receives); - reads standard input")
+	specPath := fs.String("spec", "", "gateway spec, YAML or JSON: only its filter block and failure_policy are used; - reads standard input")
+	failStrategy := fs.String("failure-policy", "", "with -config: FAIL_CLOSED (default), FAIL_OPEN or FAIL_RELOAD; becomes failStrategy")
+	url := fs.String("url", "", "the module: oci://registry/repo@sha256:DIGEST (what `tokengate image push` prints), oci://registry/repo:tag, https://host/path.wasm or file:///path.wasm")
+	sha := fs.String("sha256", "", "spec.sha256: with oci://, the image's manifest digest (Istio compares it with the manifest); with https:// or file://, the module's sha256")
+	wasmPath := fs.String("wasm", "", "the module file: its sha256 goes to an annotation and, for https:// and file:// URLs, to spec.sha256")
+	selector := fs.String("selector", "", "workload labels, key=value,... (none: every workload of the namespace)")
+	namespace := fs.String("namespace", "", "metadata.namespace (none: kubectl's current namespace)")
+	rootNamespace := fs.String("root-namespace", envoy.DefaultRootNamespace, "Istio's root namespace, to warn when the plugin applies mesh-wide")
+	name := fs.String("name", "tokengate", "metadata.name")
+	phase := fs.String("phase", envoy.DefaultPhase, "AUTHN, AUTHZ, STATS or UNSPECIFIED_PHASE")
+	priority := fs.Int("priority", 0, "order within the phase, higher first (left out unless given)")
+	pullPolicy := fs.String("pull-policy", "", "IfNotPresent or Always (none: Istio's default)")
+	outPath := fs.String("o", "", "output file (default: standard output)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	switch {
+	case fs.NArg() > 0:
+		e.errorf("istio: unexpected argument %q", fs.Arg(0))
+		return exitUsage
+	case given["config"] == given["spec"]:
+		e.errorf("istio: give exactly one of -config (a plugin configuration) and -spec (a gateway spec)")
+		return exitUsage
+	case given["failure-policy"] && !given["config"]:
+		e.errorf("istio: -failure-policy goes with -config (a spec has its own failure_policy)")
+		return exitUsage
+	}
+
+	var plugin *envoy.Plugin
+	var err error
+	if given["config"] {
+		var data []byte
+		if data, err = readInput(e, *configPath); err != nil {
+			e.errorf("istio: %v", err)
+			return exitUsage
+		}
+		plugin, err = envoy.PluginFromConfig(data, envoy.FailurePolicy(*failStrategy))
+	} else {
+		var data []byte
+		if data, err = readInput(e, *specPath); err != nil {
+			e.errorf("istio: %v", err)
+			return exitUsage
+		}
+		plugin, err = envoy.ParsePlugin(data)
+	}
+	if err != nil {
+		e.errorf("istio: %v", err)
+		return exitInvalid
+	}
+
+	opts := envoy.IstioOptions{URL: *url, SHA256: *sha, Name: *name, Namespace: *namespace, Phase: *phase,
+		PullPolicy: *pullPolicy, RootNamespace: *rootNamespace}
+	if opts.Selector, err = envoy.ParseSelector(*selector); err != nil {
+		e.errorf("istio: %v", err)
+		return exitUsage
+	}
+	if given["priority"] {
+		p := int32(*priority)
+		if int(p) != *priority {
+			e.errorf("istio: -priority %d does not fit in 32 bits", *priority)
+			return exitUsage
+		}
+		opts.Priority = &p
+	}
+	if *wasmPath != "" {
+		module, err := os.ReadFile(*wasmPath)
+		if err != nil {
+			e.errorf("istio: %v", err)
+			return exitUsage
+		}
+		sum := sha256.Sum256(module)
+		opts.ModuleSHA256 = hex.EncodeToString(sum[:])
+		if !strings.HasPrefix(opts.URL, "oci://") {
+			if opts.SHA256 != "" && opts.SHA256 != opts.ModuleSHA256 {
+				e.errorf("istio: -sha256 %s is not the sha256 of %s (%s)", opts.SHA256, *wasmPath, opts.ModuleSHA256)
+				return exitInvalid
+			}
+			opts.SHA256 = opts.ModuleSHA256
+		}
+	}
+	out, warnings, err := envoy.WasmPlugin(plugin, opts)
+	if err != nil {
+		e.errorf("istio: %v", err)
+		return exitInvalid
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(e.stderr, "tokengate: warning: %s\n", w)
+	}
+	return writeOutput(e, *outPath, out)
+}
