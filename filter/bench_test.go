@@ -3,14 +3,16 @@
 package main
 
 // Benchmarks of the compiled module in wasmhost, with the baselines a
-// platform team would compare against in the same run: the floor (a filter
-// that does nothing), golang.org/x/time/rate, the classic mutex-and-map
-// net/http limiter (and, from ./internal/bucket, our bucket arithmetic). `make bench` runs them and
-// prints the table of BENCHMARKS.md.
+// platform team would compare against in the same run: the do-nothing module
+// (testdata/nothing), the floor (testdata/floor: the same plus four trivial
+// host calls), golang.org/x/time/rate, the classic mutex-and-map net/http
+// limiter (and, from ./internal/bucket, our bucket arithmetic). `make bench`
+// runs them several times and prints the table of BENCHMARKS.md.
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,24 +23,30 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// fixture is a benchmark module built from testdata, compiled once.
+type fixture struct {
+	pkg    string
+	once   sync.Once
+	module *wasmhost.Module
+	err    error
+}
+
 var (
-	floorOnce   sync.Once
-	floorModule *wasmhost.Module
-	floorErr    error
+	floorFixture   = &fixture{pkg: "./testdata/floor"}
+	nothingFixture = &fixture{pkg: "./testdata/nothing"}
 )
 
-// floor compiles testdata/floor, the do-nothing filter.
-func floor(b *testing.B) *wasmhost.Module {
-	floorOnce.Do(func() {
+func (f *fixture) get(b *testing.B) *wasmhost.Module {
+	f.once.Do(func() {
 		var wasm []byte
-		if wasm, floorErr = buildWasm("./testdata/floor"); floorErr == nil {
-			floorModule, floorErr = wasmhost.Compile(context.Background(), wasm)
+		if wasm, f.err = buildWasm(f.pkg); f.err == nil {
+			f.module, f.err = wasmhost.Compile(context.Background(), wasm)
 		}
 	})
-	if floorErr != nil {
-		b.Fatal(floorErr)
+	if f.err != nil {
+		b.Fatal(f.err)
 	}
-	return floorModule
+	return f.module
 }
 
 var (
@@ -59,36 +67,82 @@ func serveLoop(b *testing.B, vm *wasmhost.VM, wantStatus int) {
 	}
 }
 
-// BenchmarkFloor: six trivial callbacks and four trivial host calls.
-func BenchmarkFloor(b *testing.B) {
-	p, err := wasmhost.NewPlugin(context.Background(), floor(b), wasmhost.PluginConfig{Name: "floor"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close(context.Background())
-	serveLoop(b, p.Worker(0), 200)
+// The request paths of the table, each a configuration and the status its
+// requests get.
+const (
+	allowedConfig = `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}]}`
+	deniedConfig  = `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":1,"refill":1,"interval":"1000h"}]}`
+	threeConfig   = `{"rules":[
+		{"name":"per-ip","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"},
+		{"name":"per-key-path","match":{"path_prefix":"/api/","methods":["GET","POST"]},"key":["header:x-api-key","path","method"],"capacity":9000000000000000000,"refill":1,"interval":"1s"},
+		{"name":"per-host","match":{"hosts":["api.example.com"]},"key":["host"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}]}`
+)
+
+// denier starts the denied path: its one token is spent before the loop.
+func denier(b *testing.B) *gateway {
+	g := start(b, deniedConfig)
+	g.serve(g.Worker(0), get(benchInfo.SourceAddress, "/"))
+	return g
 }
 
 // BenchmarkAllowed: one rule keyed by remote_address, every request admitted.
-func BenchmarkAllowed(b *testing.B) {
-	g := start(b, `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}]}`)
-	serveLoop(b, g.Worker(0), 200)
-}
+func BenchmarkAllowed(b *testing.B) { serveLoop(b, start(b, allowedConfig).Worker(0), 200) }
 
 // BenchmarkDenied: the 429 path (local reply through the response callback).
-func BenchmarkDenied(b *testing.B) {
-	g := start(b, `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":1,"refill":1,"interval":"1000h"}]}`)
-	g.serve(g.Worker(0), get(benchInfo.SourceAddress, "/"))
-	serveLoop(b, g.Worker(0), 429)
-}
+func BenchmarkDenied(b *testing.B) { serveLoop(b, denier(b).Worker(0), 429) }
 
-// BenchmarkThreeRules: three matching rules, one with a composite key.
-func BenchmarkThreeRules(b *testing.B) {
-	g := start(b, `{"rules":[
-		{"name":"per-ip","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"},
-		{"name":"per-key-path","match":{"path_prefix":"/api/","methods":["GET","POST"]},"key":["header:x-api-key","path","method"],"capacity":9000000000000000000,"refill":1,"interval":"1s"},
-		{"name":"per-host","match":{"hosts":["api.example.com"]},"key":["host"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}]}`)
-	serveLoop(b, g.Worker(0), 200)
+// BenchmarkPaths serves every request path and both floors in turns of
+// pathBatch requests and reports, per path, the median time of a turn divided
+// by pathBatch (ns/<path>) and that as a multiple of the do-nothing module's
+// (x/<path>). Turns interleave, so a machine whose load changes during the
+// run slows every path alike, and the median leaves out the turns another
+// process preempted. ns/op is one turn of every path.
+func BenchmarkPaths(b *testing.B) {
+	const pathBatch = 8
+	type path struct {
+		name   string
+		vm     *wasmhost.VM
+		status int
+		turns  []time.Duration
+	}
+	fixtureVM := func(f *fixture) *wasmhost.VM {
+		p, err := wasmhost.NewPlugin(context.Background(), f.get(b), wasmhost.PluginConfig{Name: "fixture"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { p.Close(context.Background()) })
+		return p.Worker(0)
+	}
+	paths := []*path{
+		{name: "nothing", vm: fixtureVM(nothingFixture), status: 200},
+		{name: "floor", vm: fixtureVM(floorFixture), status: 200},
+		{name: "allowed", vm: start(b, allowedConfig).Worker(0), status: 200},
+		{name: "denied", vm: denier(b).Worker(0), status: 429},
+		{name: "three", vm: start(b, threeConfig).Worker(0), status: 200},
+	}
+	for b.Loop() {
+		for _, p := range paths {
+			t0 := time.Now()
+			for range pathBatch {
+				if resp := p.vm.Serve(benchInfo, benchReq, upstreamOK); resp.Status != p.status {
+					b.Fatalf("%s: status %d, want %d", p.name, resp.Status, p.status)
+				}
+			}
+			p.turns = append(p.turns, time.Since(t0))
+		}
+	}
+	perRequest := func(p *path) float64 {
+		slices.Sort(p.turns)
+		return float64(p.turns[len(p.turns)/2].Nanoseconds()) / pathBatch
+	}
+	nothing := perRequest(paths[0])
+	for _, p := range paths {
+		ns := perRequest(p)
+		b.ReportMetric(ns, "ns/"+p.name)
+		if p != paths[0] {
+			b.ReportMetric(ns/nothing, "x/"+p.name)
+		}
+	}
 }
 
 // BenchmarkAllowedPhases splits an allowed request into its callbacks (as

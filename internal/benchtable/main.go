@@ -1,7 +1,9 @@
-// Command benchtable turns the output of `go test -bench` over ./filter and
-// ./internal/bucket into the short table of BENCHMARKS.md: each figure with
-// its target, and the request costs as ratios to the floor measured in the
-// same run, which stay meaningful on a noisy machine. `make bench` runs it.
+// Command benchtable turns the output of `go test -bench -count N` over
+// ./filter and ./internal/bucket into the short table of BENCHMARKS.md: the
+// CPU it ran on, each figure as the range (min..max) over the N runs, its
+// target, and the request costs as multiples of the do-nothing module and of
+// the floor measured in the same runs, which stay meaningful on a noisy
+// machine. `make bench` runs it.
 package main
 
 import (
@@ -13,18 +15,31 @@ import (
 	"strings"
 )
 
-// result is one benchmark line: ns/op, allocs/op and custom metrics by unit.
+// result is one benchmark line: ns/op and every other metric by unit
+// (allocs/op, ns/allowed...).
 type result struct {
 	nsPerOp float64
 	metrics map[string]float64
 }
 
-// parse reads `go test -bench` output. The first result of a name wins.
-func parse(r io.Reader) (map[string]result, error) {
-	out := map[string]result{}
+// runs holds what `go test -bench` printed: the CPU line and every result
+// of each benchmark, in order, one per -count run.
+type runs struct {
+	cpu     string
+	results map[string][]result
+}
+
+// parse reads `go test -bench` output.
+func parse(r io.Reader) (runs, error) {
+	out := runs{results: map[string][]result{}}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
+		line := sc.Text()
+		if cpu, ok := strings.CutPrefix(line, "cpu: "); ok && out.cpu == "" {
+			out.cpu = strings.TrimSpace(cpu)
+			continue
+		}
+		f := strings.Fields(line)
 		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
 			continue
 		}
@@ -32,14 +47,11 @@ func parse(r io.Reader) (map[string]result, error) {
 		if i := strings.LastIndexByte(name, '-'); i > 0 {
 			name = name[:i]
 		}
-		if _, seen := out[name]; seen {
-			continue
-		}
 		res := result{metrics: map[string]float64{}}
 		for i := 2; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
-				return nil, fmt.Errorf("%s: value %q: %v", name, f[i], err)
+				return runs{}, fmt.Errorf("benchtable: %s: value %q: %w", name, f[i], err)
 			}
 			if f[i+1] == "ns/op" {
 				res.nsPerOp = v
@@ -47,66 +59,107 @@ func parse(r io.Reader) (map[string]result, error) {
 				res.metrics[f[i+1]] = v
 			}
 		}
-		out[name] = res
+		out.results[name] = append(out.results[name], res)
 	}
 	return out, sc.Err()
 }
+
+// span is the range of one figure over the runs.
+type span struct{ min, max float64 }
+
+func (s span) format(scale float64, verb, unit string) string {
+	lo, hi := fmt.Sprintf(verb, s.min/scale), fmt.Sprintf(verb, s.max/scale)
+	if lo == hi {
+		return lo + unit
+	}
+	return lo + ".." + hi + unit
+}
+
+// spanOf returns the range of f over rs.
+func spanOf(rs []result, f func(result) float64) span {
+	s := span{f(rs[0]), f(rs[0])}
+	for _, r := range rs[1:] {
+		v := f(r)
+		s.min, s.max = min(s.min, v), max(s.max, v)
+	}
+	return s
+}
+
+func metric(unit string) func(result) float64 {
+	return func(r result) float64 { return r.metrics[unit] }
+}
+
+func nsPerOp(r result) float64 { return r.nsPerOp }
 
 // row is one line of the table.
 type row struct {
 	what, measured, ratio, target string
 }
 
-func table(res map[string]result) ([]row, []string) {
+// Budgets of issue 11, as multiples of the do-nothing module.
+const (
+	allowedBudget = 12
+	allowedGoal   = 8
+	deniedBudget  = 16
+)
+
+// budget judges the worst run against a limit (and an optional goal).
+func budget(worst, limit, goal float64) string {
+	switch {
+	case goal > 0 && worst <= goal:
+		return fmt.Sprintf("<= %gx nothing (goal %gx): met", limit, goal)
+	case worst <= limit && goal == 0:
+		return fmt.Sprintf("<= %gx nothing: met", limit)
+	case worst <= limit:
+		return fmt.Sprintf("<= %gx nothing: met; goal %gx: missed", limit, goal)
+	}
+	return fmt.Sprintf("<= %gx nothing: MISSED (%.1fx)", limit, worst)
+}
+
+func table(in runs) ([]row, []string) {
 	var rows []row
 	var missing []string
-	get := func(name string) (result, bool) {
-		r, ok := res[name]
+	get := func(name string) ([]result, bool) {
+		r, ok := in.results[name]
 		if !ok {
 			missing = append(missing, name)
 		}
 		return r, ok
 	}
-	floor, haveFloor := get("Floor")
-	us := func(ns float64) string { return fmt.Sprintf("%.2f us/op", ns/1000) }
-	ratio := func(ns float64) string {
-		if !haveFloor || floor.nsPerOp == 0 {
-			return ""
-		}
-		return fmt.Sprintf("%.1fx floor", ns/floor.nsPerOp)
-	}
-	verdict := func(ns, target, limit float64) string {
-		switch {
-		case ns <= target:
-			return fmt.Sprintf("<= %.0f us: met", target/1000)
-		case ns <= limit:
-			return fmt.Sprintf("<= %.0f us: missed; <= %.0f us: met", target/1000, limit/1000)
-		}
-		return fmt.Sprintf("<= %.0f us: MISSED by %.2f us", limit/1000, (ns-limit)/1000)
-	}
-	request := func(name, what string, target, limit float64) {
-		if r, ok := get(name); ok {
-			t := ""
-			if target > 0 {
-				t = verdict(r.nsPerOp, target, limit)
+	if paths, ok := get("Paths"); ok {
+		us := func(name string) string { return spanOf(paths, metric("ns/"+name)).format(1000, "%.2f", " us") }
+		rows = append(rows,
+			row{"do-nothing module: 6 callbacks that return at once, no host call", us("nothing"), "1.0x", ""},
+			row{"floor: the same + 4 trivial host calls", us("floor"), spanOf(paths, metric("x/floor")).format(1, "%.1f", "x"), ""})
+		request := func(name, what string, limit, goal float64) {
+			x := spanOf(paths, metric("x/"+name))
+			overFloor := spanOf(paths, func(r result) float64 { return r.metrics["ns/"+name] / r.metrics["ns/floor"] })
+			target := ""
+			if limit > 0 {
+				target = budget(x.max, limit, goal)
 			}
-			rows = append(rows, row{what, fmt.Sprintf("%s, %.0f allocs", us(r.nsPerOp), r.metrics["allocs/op"]), ratio(r.nsPerOp), t})
+			rows = append(rows, row{what, us(name), x.format(1, "%.1f", "x") + "; " + overFloor.format(1, "%.1f", "x floor"), target})
+		}
+		request("allowed", "allowed request, 1 rule (remote_address)", allowedBudget, allowedGoal)
+		request("denied", "denied request (429 local reply)", deniedBudget, 0)
+		request("three", "allowed request, 3 rules, composite key", 0, 0)
+	}
+	if r, ok := get("AllowedPhases"); ok {
+		phase := func(unit string) string { return spanOf(r, metric(unit)).format(1, "%.0f", "") }
+		rows = append(rows, row{"  allowed, by callback: create / request headers / response headers / close",
+			phase("ns/create") + " / " + phase("ns/request-headers") + " / " + phase("ns/response-headers") + " / " + phase("ns/close") + " ns", "", ""})
+	}
+	for _, a := range []struct{ name, what string }{
+		{"Allowed", "allowed, alone: host allocations per request"},
+		{"Denied", "denied, alone: host allocations per request"},
+	} {
+		if r, ok := get(a.name); ok {
+			rows = append(rows, row{a.what, spanOf(r, nsPerOp).format(1000, "%.2f", " us/op") + ", " + spanOf(r, metric("allocs/op")).format(1, "%.0f", " allocs"), "", ""})
 		}
 	}
-	if haveFloor {
-		rows = append(rows, row{"floor: 6 trivial callbacks + 4 trivial host calls", us(floor.nsPerOp), "1.0x", ""})
-	}
-	request("Allowed", "allowed request, 1 rule (remote_address)", 2000, 3000)
-	if r, ok := get("AllowedPhases"); ok {
-		m := r.metrics
-		rows = append(rows, row{"  of which: create / request headers / response headers / close",
-			fmt.Sprintf("%.0f / %.0f / %.0f / %.0f ns", m["ns/create"], m["ns/request-headers"], m["ns/response-headers"], m["ns/close"]), "", ""})
-	}
-	request("Denied", "denied request (429 local reply)", 3000, 3000)
-	request("ThreeRules", "allowed request, 3 rules, composite key", 0, 0)
 	native := func(name, what, target string) {
 		if r, ok := get(name); ok {
-			rows = append(rows, row{what, fmt.Sprintf("%.1f ns/op, %.0f allocs", r.nsPerOp, r.metrics["allocs/op"]), "", target})
+			rows = append(rows, row{what, spanOf(r, nsPerOp).format(1, "%.1f", " ns/op") + ", " + spanOf(r, metric("allocs/op")).format(1, "%.0f", " allocs"), "", target})
 		}
 	}
 	native("BaselineXTimeRate", "baseline: x/time/rate Limiter.Allow (native)", "")
@@ -118,37 +171,46 @@ func table(res map[string]result) ([]row, []string) {
 		{"Contention10kKeys", "8 VMs, 10,000 keys"},
 	} {
 		if r, ok := get(c.name); ok {
-			rows = append(rows, row{c.what, fmt.Sprintf("%.0f req/s, %.4f CAS retries/req", r.metrics["req/s"], r.metrics["casretries/req"]), "", ""})
+			rows = append(rows, row{c.what, spanOf(r, metric("req/s")).format(1, "%.0f", " req/s") + ", " + spanOf(r, metric("casretries/req")).format(1, "%.4f", " CAS retries/req"), "", ""})
 		}
 	}
 	if r, ok := get("Compile"); ok {
-		rows = append(rows, row{"compile the module (no cache)", fmt.Sprintf("%.0f ms; .wasm %.2f MB", r.nsPerOp/1e6, r.metrics["wasm-bytes"]/1e6), "", ""})
+		rows = append(rows, row{"compile the module (no cache)", spanOf(r, nsPerOp).format(1e6, "%.0f", " ms") + "; .wasm " + spanOf(r, metric("wasm-bytes")).format(1e6, "%.2f", " MB"), "", ""})
 	}
 	if r, ok := get("Start8"); ok {
-		rows = append(rows, row{"start canary + main + 8 workers", fmt.Sprintf("%.0f ms", r.nsPerOp/1e6), "", ""})
+		rows = append(rows, row{"start canary + main + 8 workers", spanOf(r, nsPerOp).format(1e6, "%.0f", " ms"), "", ""})
 	}
 	if r, ok := get("MemoryLinear"); ok {
-		m := r.metrics
+		grew := spanOf(r, func(r result) float64 { return r.metrics["pages-1M"] - r.metrics["pages-100k"] })
 		flat := "flat"
-		if m["pages-1M"] > m["pages-100k"] {
+		if grew.max > 0 {
 			flat = "GREW"
 		}
-		rows = append(rows, row{"linear memory of one VM (64 KiB pages)", fmt.Sprintf("warm %.0f, 100k %.0f, 1M %.0f", m["pages-warm"], m["pages-100k"], m["pages-1M"]), "", "no growth 100k->1M: " + flat})
+		pages := func(unit string) string { return spanOf(r, metric(unit)).format(1, "%.0f", "") }
+		rows = append(rows, row{"linear memory of one VM (64 KiB pages)", "warm " + pages("pages-warm") + ", 100k " + pages("pages-100k") + ", 1M " + pages("pages-1M"), "", "no growth 100k->1M: " + flat})
 	}
 	if r, ok := get("SharedFootprint"); ok {
-		m := r.metrics
-		rows = append(rows, row{"shared data after 1M distinct clients, 16384 slots", fmt.Sprintf("%.0f keys, %.0f KiB, %.1f bytes/slot", m["keys"], m["bytes"]/1024, m["bytes/slot"]), "", "<= slots/4+2 keys"})
+		rows = append(rows, row{"shared data after 1M distinct clients, 16384 slots",
+			spanOf(r, metric("keys")).format(1, "%.0f", " keys") + ", " + spanOf(r, metric("bytes")).format(1024, "%.0f", " KiB") + ", " + spanOf(r, metric("bytes/slot")).format(1, "%.1f", " bytes/slot"), "", "<= slots/4+2 keys"})
 	}
 	return rows, missing
 }
 
+// countOf reports how many runs the request paths had.
+func countOf(in runs) int { return len(in.results["Paths"]) }
+
 func main() {
-	res, err := parse(os.Stdin)
+	in, err := parse(os.Stdin)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	rows, missing := table(res)
+	rows, missing := table(in)
+	cpu := in.cpu
+	if cpu == "" {
+		cpu = "unknown CPU"
+	}
+	fmt.Printf("CPU: %s; each figure min..max over %d runs of `go test -bench -count`.\n\n", cpu, countOf(in))
 	fmt.Println("| measure | result | ratio | target |")
 	fmt.Println("|---|---|---|---|")
 	for _, r := range rows {

@@ -1,11 +1,10 @@
 //go:build wasip1
 
 // Command floor is a benchmark fixture, not part of the product: the
-// cheapest possible proxy-wasm filter. Every stream callback of Envoy's
-// sequence is exported and does nothing, and proxy_on_request_headers makes
-// four trivial host calls. Its cost per request is the floor that tokengate's
-// own cost is divided by in `make bench`, so the ratio means something on any
-// machine.
+// do-nothing module of testdata/nothing plus four trivial host calls in
+// proxy_on_request_headers, so the cost of a host call shows beside the cost
+// of a callback. `make bench` reports tokengate's request paths as multiples
+// of both.
 package main
 
 //go:wasmimport env proxy_get_current_time_nanoseconds
