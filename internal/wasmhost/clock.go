@@ -49,3 +49,53 @@ func (c *FakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
 }
+
+func hostGetCurrentTime(vm *VM, s []uint64) {
+	if !vm.mem.WriteUint64Le(u32(s, 0), uint64(vm.p.clock.Now().UnixNano())) {
+		setStatus(s, StatusInvalidMemoryAccess)
+		return
+	}
+	setStatus(s, StatusOK)
+}
+
+func hostSetTickPeriod(vm *VM, s []uint64) {
+	ms := u32(s, 0)
+	vm.tickPeriod = time.Duration(ms) * time.Millisecond
+	if ms == 0 {
+		vm.nextTick = time.Time{}
+	} else {
+		vm.nextTick = vm.p.clock.Now().Add(vm.tickPeriod)
+	}
+	setStatus(s, StatusOK)
+}
+
+// Tick fires proxy_on_tick for the root context if the tick period the guest set has
+// elapsed on the Clock, then re-arms the timer one period after the callback returns.
+// It does nothing on a failed VM or when no period is set.
+func (vm *VM) Tick() {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.failed || vm.tickPeriod <= 0 || vm.fns.tick == nil {
+		return
+	}
+	if vm.p.clock.Now().Before(vm.nextTick) {
+		return
+	}
+	vm.stack[0] = rootContextID
+	if _, ok := vm.invoke(vm.fns.tick, nil, 1); !ok {
+		return
+	}
+	if vm.tickPeriod > 0 {
+		vm.nextTick = vm.p.clock.Now().Add(vm.tickPeriod)
+	}
+}
+
+// monotonic returns a monotonic reading in ns derived from the Clock, never decreasing.
+func (vm *VM) monotonic() int64 {
+	n := int64(vm.p.clock.Now().Sub(vm.p.monoBase)) + int64(time.Second)
+	if n < vm.lastMono {
+		n = vm.lastMono
+	}
+	vm.lastMono = n
+	return n
+}

@@ -1,7 +1,5 @@
 package wasmhost
 
-import "time"
-
 // Headers is an ordered list of header name/value pairs. Names are lower case; pseudo headers
 // (":method", ":path", ":authority", ":scheme", ":status") come first by convention.
 // A repeated name appears once per value; lookups return the first.
@@ -108,6 +106,164 @@ func copyHeaders(dst, h Headers) Headers {
 	return dst
 }
 
-var timeZero time.Time
+// Header map types of the proxy-wasm ABI.
+const (
+	mapRequestHeaders   = 0
+	mapRequestTrailers  = 1
+	mapResponseHeaders  = 2
+	mapResponseTrailers = 3
+	maxMapType          = 7 // http-call response trailers
+)
 
-func durationMS(ms uint32) time.Duration { return time.Duration(ms) * time.Millisecond }
+// headerMap returns the header map of the given type that Envoy's getMap exposes to the
+// running callback, for writes and for the size: Envoy drops its pointer to the request
+// (response) headers once they have continued, so later access is BAD_ARGUMENT. Trailers are
+// not modelled (BAD_ARGUMENT).
+func (vm *VM) headerMap(typ uint32) (*Headers, Status) {
+	st := vm.stream()
+	if st == nil {
+		return nil, StatusBadArgument
+	}
+	switch typ {
+	case mapRequestHeaders:
+		if st.req.state != halfHeld {
+			return nil, StatusBadArgument
+		}
+		return &st.req.headers, StatusOK
+	case mapResponseHeaders:
+		if st.resp.state != halfHeld {
+			return nil, StatusBadArgument
+		}
+		return &st.resp.headers, StatusOK
+	}
+	return nil, StatusBadArgument
+}
+
+// constHeaderMap is Envoy's getConstMap, used by the getters: in proxy_on_log it returns the
+// headers the access log sees (request and response headers as they finally were), else the
+// same as headerMap. A nil map with StatusOK means "none in the access log".
+func (vm *VM) constHeaderMap(typ uint32) (*Headers, Status) {
+	st := vm.stream()
+	if st == nil || !st.inLog {
+		return vm.headerMap(typ)
+	}
+	switch typ {
+	case mapRequestHeaders:
+		if st.req.seen() {
+			return &st.req.headers, StatusOK
+		}
+	case mapResponseHeaders:
+		if st.resp.seen() {
+			return &st.resp.headers, StatusOK
+		}
+	}
+	return nil, StatusOK
+}
+
+// hostGetHeaderMapPairs never fails on a missing map: Envoy serializes it as empty, and an
+// empty map is returned as pointer 0, length 0.
+func hostGetHeaderMapPairs(vm *VM, s []uint64) {
+	typ := u32(s, 0)
+	if typ > maxMapType {
+		setStatus(s, StatusBadArgument)
+		return
+	}
+	h, _ := vm.constHeaderMap(typ)
+	vm.scratch = vm.scratch[:0]
+	if h != nil && len(*h) > 0 {
+		vm.scratch = appendPairs(vm.scratch, *h)
+	}
+	setStatus(s, vm.writeOut(vm.scratch, u32(s, 1), u32(s, 2)))
+}
+
+func hostSetHeaderMapPairs(vm *VM, s []uint64) {
+	// Same arguments as a header removal: the map, then one buffer (the pairs).
+	if h, data, _, ok := headerEdit(vm, s, false); ok {
+		*h = decodePairs((*h)[:0], data)
+		setStatus(s, StatusOK)
+	}
+}
+
+// hostGetHeaderMapValue returns the first value of a header. In proxy_on_log a map the access
+// log lacks is NOT_FOUND; elsewhere an unavailable map is BAD_ARGUMENT.
+func hostGetHeaderMapValue(vm *VM, s []uint64) {
+	h, st := vm.constHeaderMap(u32(s, 0))
+	if st != StatusOK {
+		setStatus(s, st)
+		return
+	}
+	key, ok := vm.read(u32(s, 1), u32(s, 2))
+	if !ok {
+		setStatus(s, StatusInvalidMemoryAccess)
+		return
+	}
+	if h == nil {
+		setStatus(s, StatusNotFound)
+		return
+	}
+	i := h.index(key)
+	if i < 0 {
+		setStatus(s, StatusNotFound)
+		return
+	}
+	vm.scratch = append(vm.scratch[:0], (*h)[i][1]...)
+	setStatus(s, vm.writeOut(vm.scratch, u32(s, 3), u32(s, 4)))
+}
+
+// headerEdit decodes the arguments of the header-editing calls: (map type,
+// key ptr, key size[, value ptr, value size]). On failure it has already set
+// the call's status and returns ok false.
+func headerEdit(vm *VM, s []uint64, withValue bool) (h *Headers, key, val []byte, ok bool) {
+	h, st := vm.headerMap(u32(s, 0))
+	if st != StatusOK {
+		setStatus(s, st)
+		return nil, nil, nil, false
+	}
+	key, ok = vm.read(u32(s, 1), u32(s, 2))
+	if ok && withValue {
+		val, ok = vm.read(u32(s, 3), u32(s, 4))
+	}
+	if !ok {
+		setStatus(s, StatusInvalidMemoryAccess)
+	}
+	return h, key, val, ok
+}
+
+func hostAddHeaderMapValue(vm *VM, s []uint64) {
+	if h, key, val, ok := headerEdit(vm, s, true); ok {
+		*h = append(*h, [2]string{lowerString(key), string(val)})
+		setStatus(s, StatusOK)
+	}
+}
+
+func hostReplaceHeaderMapValue(vm *VM, s []uint64) {
+	if h, key, val, ok := headerEdit(vm, s, true); ok {
+		h.set(key, string(val))
+		setStatus(s, StatusOK)
+	}
+}
+
+func hostRemoveHeaderMapValue(vm *VM, s []uint64) {
+	if h, key, _, ok := headerEdit(vm, s, false); ok {
+		h.remove(key)
+		setStatus(s, StatusOK)
+	}
+}
+
+// hostGetHeaderMapSize returns the map's byte size (keys plus values), as Envoy does.
+func hostGetHeaderMapSize(vm *VM, s []uint64) {
+	h, st := vm.headerMap(u32(s, 0))
+	if st != StatusOK {
+		setStatus(s, st)
+		return
+	}
+	n := 0
+	for _, kv := range *h {
+		n += len(kv[0]) + len(kv[1])
+	}
+	if !vm.mem.WriteUint32Le(u32(s, 1), uint32(n)) {
+		setStatus(s, StatusInvalidMemoryAccess)
+		return
+	}
+	setStatus(s, StatusOK)
+}

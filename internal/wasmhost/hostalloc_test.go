@@ -26,7 +26,7 @@ func TestHostFunctionsDoNotAllocate(t *testing.T) {
 	vm := p.Worker(0)
 	s := vm.NewStream(info)
 	s.RequestHeaders(req(""), false)
-	s.reqGone = false // as if the (absent) callback had paused: the headers stay reachable
+	s.req.state = halfHeld // as if the (absent) callback had paused: the headers stay reachable
 	p.Shared().Set("", "bucket", make([]byte, 24), 0)
 
 	// Guest memory layout for arguments: strings at 100.., out-slots at 16, 20, 24.

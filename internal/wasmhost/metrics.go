@@ -152,3 +152,92 @@ func PrometheusName(stat string) string {
 	}
 	return string(b)
 }
+
+// Metric types of the proxy-wasm ABI.
+const (
+	metricCounter   = 0
+	metricGauge     = 1
+	metricHistogram = 2
+)
+
+func hostDefineMetric(vm *VM, s []uint64) {
+	typ := u32(s, 0)
+	name, ok := vm.read(u32(s, 1), u32(s, 2))
+	if !ok {
+		setStatus(s, StatusInvalidMemoryAccess)
+		return
+	}
+	if typ > metricHistogram {
+		setStatus(s, StatusBadArgument)
+		return
+	}
+	m := vm.p.metrics.define(typ, string(name))
+	vm.metricSlots[typ] = append(vm.metricSlots[typ], m)
+	id := uint32(len(vm.metricSlots[typ]))<<2 | typ
+	if !vm.mem.WriteUint32Le(u32(s, 3), id) {
+		setStatus(s, StatusInvalidMemoryAccess)
+		return
+	}
+	setStatus(s, StatusOK)
+}
+
+func (vm *VM) metricByID(id uint32) *metric {
+	typ, idx := id&3, int(id>>2)-1
+	if typ > metricHistogram || idx < 0 || idx >= len(vm.metricSlots[typ]) {
+		return nil
+	}
+	return vm.metricSlots[typ][idx]
+}
+
+func hostIncrementMetric(vm *VM, s []uint64) {
+	m := vm.metricByID(u32(s, 0))
+	delta := int64(s[1])
+	switch {
+	case m == nil:
+		setStatus(s, StatusNotFound)
+	case m.kind == metricCounter:
+		if delta <= 0 {
+			setStatus(s, StatusBadArgument)
+			return
+		}
+		m.value.Add(delta)
+		setStatus(s, StatusOK)
+	case m.kind == metricGauge:
+		m.value.Add(delta)
+		setStatus(s, StatusOK)
+	default:
+		setStatus(s, StatusBadArgument)
+	}
+}
+
+func hostRecordMetric(vm *VM, s []uint64) {
+	m := vm.metricByID(u32(s, 0))
+	v := int64(s[1])
+	switch {
+	case m == nil:
+		setStatus(s, StatusNotFound)
+		return
+	case m.kind == metricCounter:
+		m.value.Add(v)
+	case m.kind == metricGauge:
+		m.value.Store(v)
+	default:
+		m.count.Add(1)
+		m.value.Add(v)
+	}
+	setStatus(s, StatusOK)
+}
+
+func hostGetMetric(vm *VM, s []uint64) {
+	m := vm.metricByID(u32(s, 0))
+	switch {
+	case m == nil:
+		setStatus(s, StatusNotFound)
+	case m.kind == metricHistogram:
+		setStatus(s, StatusBadArgument)
+	case !vm.mem.WriteUint64Le(u32(s, 1), uint64(m.value.Load())):
+		setStatus(s, StatusInvalidMemoryAccess)
+	default:
+		setStatus(s, StatusOK)
+	}
+}

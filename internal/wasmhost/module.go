@@ -100,7 +100,7 @@ func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (*Module, erro
 
 	env := envFunctions(m.abi)
 	wasi := wasiFunctions()
-	if err := checkImports(cm.ImportedFunctions(), map[string][]hostFn{
+	if err := checkImports(cm.ImportedFunctions(), map[string][]hostFunc{
 		"env":                    env,
 		"wasi_snapshot_preview1": wasi,
 		"wasi_unstable":          wasi,
@@ -109,7 +109,7 @@ func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (*Module, erro
 	}
 	for _, hm := range []struct {
 		name string
-		fns  []hostFn
+		fns  []hostFunc
 	}{{"env", env}, {"wasi_snapshot_preview1", wasi}, {"wasi_unstable", wasi}} {
 		b := rt.NewHostModuleBuilder(hm.name)
 		for _, f := range hm.fns {
@@ -192,11 +192,11 @@ func checkExports(exports map[string]api.FunctionDefinition, abi abiVersion) err
 	return nil
 }
 
-func checkImports(imports []api.FunctionDefinition, offered map[string][]hostFn) error {
+func checkImports(imports []api.FunctionDefinition, offered map[string][]hostFunc) error {
 	var bad []string
 	for _, def := range imports {
 		mod, name, _ := def.Import()
-		var found *hostFn
+		var found *hostFunc
 		for i := range offered[mod] {
 			if offered[mod][i].name == name {
 				found = &offered[mod][i]
@@ -247,59 +247,6 @@ func sigString(params, results []api.ValueType) string {
 	}
 	b.WriteByte(')')
 	return b.String()
-}
-
-// Restriction modes: while _initialize runs and while the host calls the guest allocator,
-// cpp-host lets only a few host functions through; any other traps with "restricted_callback".
-const (
-	restrictInit  uint8 = 1 << iota // allowed while _initialize (and main) run
-	restrictAlloc                   // allowed while the guest allocator runs
-)
-
-// hostFn is one host function offered to guests.
-type hostFn struct {
-	name    string
-	params  []api.ValueType
-	results []api.ValueType
-	allow   uint8 // restriction modes in which the function may run
-	fn      func(vm *VM, stack []uint64)
-}
-
-// restrictedCallback is the panic value of a restricted host call; wazero turns it into a trap.
-type restrictedCallback struct{ fn string }
-
-func (r restrictedCallback) Error() string {
-	return "restricted_callback: " + r.fn + " is not allowed here"
-}
-
-func (f hostFn) goFunc(module string) api.GoModuleFunction {
-	fn, allow, full := f.fn, f.allow, module+"."+f.name
-	return api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
-		vm := vmFrom(ctx)
-		if vm.restrict != 0 && vm.restrict&allow == 0 {
-			panic(restrictedCallback{full})
-		}
-		fn(vm, stack)
-	})
-}
-
-var (
-	i32 = api.ValueTypeI32
-	i64 = api.ValueTypeI64
-)
-
-// ints returns n i32 value types.
-func ints(n int) []api.ValueType {
-	t := make([]api.ValueType, n)
-	for i := range t {
-		t[i] = i32
-	}
-	return t
-}
-
-// hf builds a hostFn returning one i32 with n i32 params.
-func hf(name string, n int, allow uint8, fn func(vm *VM, stack []uint64)) hostFn {
-	return hostFn{name: name, params: ints(n), results: ints(1), allow: allow, fn: fn}
 }
 
 // headerArgs is the parameter count of proxy_on_request/response_headers.

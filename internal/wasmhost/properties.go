@@ -6,8 +6,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-
-	"github.com/tokengate/tokengate/internal/proxywasm"
 )
 
 // Property paths are their parts joined by NUL bytes ("request\x00path"); a dotted single
@@ -20,23 +18,23 @@ const (
 func hostGetProperty(vm *VM, s []uint64) {
 	path, ok := vm.read(u32(s, 0), u32(s, 1))
 	if !ok {
-		ret(s, StatusInvalidMemoryAccess)
+		setStatus(s, StatusInvalidMemoryAccess)
 		return
 	}
 	val, st := vm.property(path)
 	if st != StatusOK {
-		ret(s, st)
+		setStatus(s, st)
 		return
 	}
 	vm.scratch = val
-	ret(s, vm.writeOut(val, u32(s, 2), u32(s, 3)))
+	setStatus(s, vm.writeOut(val, u32(s, 2), u32(s, 3)))
 }
 
 func hostSetProperty(vm *VM, s []uint64) {
 	path, ok1 := vm.read(u32(s, 0), u32(s, 1))
 	val, ok2 := vm.read(u32(s, 2), u32(s, 3))
 	if !ok1 || !ok2 {
-		ret(s, StatusInvalidMemoryAccess)
+		setStatus(s, StatusInvalidMemoryAccess)
 		return
 	}
 	props := &vm.rootProps
@@ -47,7 +45,7 @@ func hostSetProperty(vm *VM, s []uint64) {
 		*props = make(map[string][]byte)
 	}
 	(*props)[string(path)] = append([]byte(nil), val...)
-	ret(s, StatusOK)
+	setStatus(s, StatusOK)
 }
 
 // property returns the value of a property path, built in vm.scratch.
@@ -88,25 +86,25 @@ func (vm *VM) property(path []byte) ([]byte, Status) {
 	u64 := func(v uint64) ([]byte, Status) { return binary.LittleEndian.AppendUint64(b, v), StatusOK }
 	switch string(path) {
 	case "request\x00path":
-		return str(st.req.Get(":path"))
+		return str(st.req.headers.Get(":path"))
 	case "request\x00url_path":
-		p, ok := st.req.Get(":path")
+		p, ok := st.req.headers.Get(":path")
 		if i := strings.IndexByte(p, '?'); i >= 0 {
 			p = p[:i]
 		}
 		return str(p, ok)
 	case "request\x00host":
-		return str(st.req.Get(":authority"))
+		return str(st.req.headers.Get(":authority"))
 	case "request\x00method":
-		return str(st.req.Get(":method"))
+		return str(st.req.headers.Get(":method"))
 	case "request\x00scheme":
-		return str(st.req.Get(":scheme"))
+		return str(st.req.headers.Get(":scheme"))
 	case "request\x00id":
-		return str(st.req.Get("x-request-id"))
+		return str(st.req.headers.Get("x-request-id"))
 	case "request\x00useragent":
-		return str(st.req.Get("user-agent"))
+		return str(st.req.headers.Get("user-agent"))
 	case "request\x00referer":
-		return str(st.req.Get("referer"))
+		return str(st.req.headers.Get("referer"))
 	case "request\x00protocol":
 		p := st.info.Protocol
 		if p == "" {
@@ -116,14 +114,14 @@ func (vm *VM) property(path []byte) ([]byte, Status) {
 	case "request\x00time":
 		return u64(uint64(st.startTime.UnixNano()))
 	case "request\x00headers":
-		return proxywasm.AppendPairs(b, st.req), StatusOK
+		return appendPairs(b, st.req.headers), StatusOK
 	case "response\x00code":
-		if !st.respSeen {
+		if !st.resp.seen() {
 			return b, StatusNotFound
 		}
 		return u64(uint64(st.respCode))
 	case "response\x00code_details":
-		if !st.respSeen {
+		if !st.resp.seen() {
 			return b, StatusNotFound
 		}
 		if st.reply != nil {
@@ -131,10 +129,10 @@ func (vm *VM) property(path []byte) ([]byte, Status) {
 		}
 		return str("via_upstream", true)
 	case "response\x00headers":
-		if !st.respSeen {
+		if !st.resp.seen() {
 			return b, StatusNotFound
 		}
-		return proxywasm.AppendPairs(b, st.resp), StatusOK
+		return appendPairs(b, st.resp.headers), StatusOK
 	case "source\x00address":
 		return str(st.info.SourceAddress, st.info.SourceAddress != "")
 	case "source\x00port":
@@ -153,14 +151,14 @@ func (vm *VM) property(path []byte) ([]byte, Status) {
 		return str(st.info.RouteName, true)
 	}
 	if bytes.HasPrefix(path, []byte(propRequestHeadersPrefix)) {
-		if i := st.req.index(path[len(propRequestHeadersPrefix):]); i >= 0 {
-			return append(b, st.req[i][1]...), StatusOK
+		if i := st.req.headers.index(path[len(propRequestHeadersPrefix):]); i >= 0 {
+			return append(b, st.req.headers[i][1]...), StatusOK
 		}
 		return b, StatusNotFound
 	}
-	if bytes.HasPrefix(path, []byte(propResponseHeadersPrefix)) && st.respSeen {
-		if i := st.resp.index(path[len(propResponseHeadersPrefix):]); i >= 0 {
-			return append(b, st.resp[i][1]...), StatusOK
+	if bytes.HasPrefix(path, []byte(propResponseHeadersPrefix)) && st.resp.seen() {
+		if i := st.resp.headers.index(path[len(propResponseHeadersPrefix):]); i >= 0 {
+			return append(b, st.resp.headers[i][1]...), StatusOK
 		}
 	}
 	return b, StatusNotFound

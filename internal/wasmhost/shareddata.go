@@ -177,3 +177,36 @@ func (s *SharedData) release(vmID string) {
 		delete(s.ns, vmID)
 	}
 }
+
+func hostGetSharedData(vm *VM, s []uint64) {
+	key, ok := vm.read(u32(s, 0), u32(s, 1))
+	if !ok {
+		setStatus(s, StatusInvalidMemoryAccess)
+		return
+	}
+	val, cas, st := vm.p.shared.getInto(vm.p.cfg.VMID, key, vm.scratch)
+	vm.scratch = val
+	if st != StatusOK {
+		setStatus(s, st)
+		return
+	}
+	if st := vm.writeOut(val, u32(s, 2), u32(s, 3)); st != StatusOK {
+		setStatus(s, st)
+		return
+	}
+	if !vm.mem.WriteUint32Le(u32(s, 4), cas) {
+		setStatus(s, StatusInvalidMemoryAccess)
+		return
+	}
+	setStatus(s, StatusOK)
+}
+
+func hostSetSharedData(vm *VM, s []uint64) {
+	key, ok1 := vm.read(u32(s, 0), u32(s, 1))
+	val, ok2 := vm.read(u32(s, 2), u32(s, 3))
+	if !ok1 || !ok2 {
+		setStatus(s, StatusInvalidMemoryAccess)
+		return
+	}
+	setStatus(s, vm.p.shared.setBytes(vm.p.cfg.VMID, key, "", val, u32(s, 4)))
+}

@@ -2,6 +2,8 @@ package wasmhost
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -177,5 +179,41 @@ func TestSharedDataHostPathAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("get+set of an existing key allocates %v times, want 0", allocs)
+	}
+}
+
+func TestSharedDataAcrossVMsAndNamespaces(t *testing.T) {
+	shared := NewSharedData()
+	a, _ := newTestPlugin(t, PluginConfig{Name: "a", VMID: "ns", Shared: shared, Concurrency: 2})
+	b, _ := newTestPlugin(t, PluginConfig{Name: "b", VMID: "other", Shared: shared})
+	run := func(vm *VM, cmds string) map[string]string {
+		s := vm.NewStream(info)
+		defer s.Close()
+		return outputs(s.RequestHeaders(req(cmds), true).Headers)
+	}
+	out := run(a.Worker(0), "sset:k=v1@0")
+	if out["sset-k"] != "status=0" {
+		t.Fatalf("set: %q", out["sset-k"])
+	}
+	_, cas, _ := shared.Get("ns", "k")
+	casS := strconv.Itoa(int(cas))
+	out = run(a.Worker(1), "sget:k,sset:k=v2@"+strconv.Itoa(int(cas)+1000))
+	if out["sget-k"] != "v1/"+casS+"/status=0" {
+		t.Errorf("other worker get: %q", out["sget-k"])
+	}
+	if out["sset-k"] != "status=8" {
+		t.Errorf("stale cas from guest: %q, want CAS_MISMATCH (8)", out["sset-k"])
+	}
+	out = run(a.Main(), "sset:k=v3@"+casS+",sget:k")
+	if out["sset-k"] != "status=0" || !strings.HasPrefix(out["sget-k"], "v3/") {
+		t.Errorf("cas update from main VM: %q %q", out["sset-k"], out["sget-k"])
+	}
+	out = run(b.Worker(0), "sget:k")
+	if out["sget-k"] != "/0/status=1" {
+		t.Errorf("other vm_id sees the key: %q", out["sget-k"])
+	}
+	out = run(a.Worker(0), "sset:new=x@77,sget:missing")
+	if out["sset-new"] != "status=0" || out["sget-missing"] != "/0/status=1" {
+		t.Errorf("create with cas != 0 / missing get: %q %q", out["sset-new"], out["sget-missing"])
 	}
 }

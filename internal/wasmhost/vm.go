@@ -64,6 +64,11 @@ type VM struct {
 	free        *Stream // a closed stream kept for reuse by Serve
 }
 
+const (
+	rootContextID    = 1     // the root context of every VM; streams count from 2
+	memoryLimitPages = 16384 // 1 GiB of linear memory, V8's cap
+)
+
 type phase uint8
 
 const (
@@ -318,27 +323,6 @@ func (vm *VM) MemoryPages() uint32 {
 	return vm.mem.Size() / 65536
 }
 
-// Tick fires proxy_on_tick for the root context if the tick period the guest set has
-// elapsed on the Clock, then re-arms the timer one period after the callback returns.
-// It does nothing on a failed VM or when no period is set.
-func (vm *VM) Tick() {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	if vm.failed || vm.tickPeriod <= 0 || vm.fns.tick == nil {
-		return
-	}
-	if vm.p.clock.Now().Before(vm.nextTick) {
-		return
-	}
-	vm.stack[0] = rootContextID
-	if _, ok := vm.invoke(vm.fns.tick, nil, 1); !ok {
-		return
-	}
-	if vm.tickPeriod > 0 {
-		vm.nextTick = vm.p.clock.Now().Add(vm.tickPeriod)
-	}
-}
-
 // shutdown runs the root context's proxy_on_done and proxy_on_delete and closes the instance.
 func (vm *VM) shutdown(ctx context.Context) error {
 	vm.mu.Lock()
@@ -376,32 +360,28 @@ func (vm *VM) stream() *Stream {
 	return vm.cur
 }
 
-// logString delivers a log line to the plugin's Log function and the canary capture.
-func (vm *VM) logString(level LogLevel, msg string) {
-	if vm.capture != nil && level >= LogError {
-		*vm.capture = append(*vm.capture, level.String()+": "+msg)
-	}
-	if l := vm.p.cfg.Log; l != nil {
-		l(level, vm.name, msg)
-	}
-}
-
-// logBytes is logString for a message in guest memory; it allocates only when someone listens.
-func (vm *VM) logBytes(level LogLevel, msg []byte) {
-	if level < vm.p.cfg.LogLevel {
+func hostSetEffectiveContext(vm *VM, s []uint64) {
+	id := u32(s, 0)
+	if id == rootContextID {
+		vm.effSet, vm.eff = true, nil
+		setStatus(s, StatusOK)
 		return
 	}
-	if vm.p.cfg.Log == nil && (vm.capture == nil || level < LogError) {
+	st := vm.streams[id]
+	if st == nil {
+		setStatus(s, StatusBadArgument)
 		return
 	}
-	vm.logString(level, string(msg))
+	vm.effSet, vm.eff = true, st
+	setStatus(s, StatusOK)
 }
 
-func fdLevel(fd uint32) LogLevel {
-	if fd == 2 {
-		return LogError
+func hostDone(vm *VM, s []uint64) {
+	if vm.pendingDone {
+		setStatus(s, StatusOK)
+		return
 	}
-	return LogInfo
+	setStatus(s, StatusNotFound)
 }
 
 // allocTrap carries a trap of the guest allocator out of the host function that called it.
@@ -439,14 +419,4 @@ func (vm *VM) read(ptr, size uint32) ([]byte, bool) {
 		return nil, true
 	}
 	return vm.mem.Read(ptr, size)
-}
-
-// monotonic returns a monotonic reading in ns derived from the Clock, never decreasing.
-func (vm *VM) monotonic() int64 {
-	n := int64(vm.p.clock.Now().Sub(vm.p.monoBase)) + int64(time.Second)
-	if n < vm.lastMono {
-		n = vm.lastMono
-	}
-	vm.lastMono = n
-	return n
 }

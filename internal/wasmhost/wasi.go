@@ -23,46 +23,46 @@ const (
 // wasiFunctions returns Envoy's stub WASI (>= 1.33), offered under both
 // "wasi_snapshot_preview1" and "wasi_unstable". Nothing else of WASI exists: a module that
 // imports, say, path_filestat_get fails to load, as in Envoy.
-func wasiFunctions() []hostFn {
+func wasiFunctions() []hostFunc {
 	const (
 		ini   = restrictInit
 		both  = restrictInit | restrictAlloc
 		never = 0
 	)
-	return []hostFn{
-		hf("args_get", 2, ini, func(vm *VM, s []uint64) { ret(s, errnoSuccess) }),
-		hf("args_sizes_get", 2, ini, wasiArgsSizesGet),
-		hf("environ_get", 2, ini, wasiEnvironGet),
-		hf("environ_sizes_get", 2, ini, wasiEnvironSizesGet),
+	return []hostFunc{
+		i32Func("args_get", 2, ini, func(vm *VM, s []uint64) { setStatus(s, errnoSuccess) }),
+		i32Func("args_sizes_get", 2, ini, wasiArgsSizesGet),
+		i32Func("environ_get", 2, ini, wasiEnvironGet),
+		i32Func("environ_sizes_get", 2, ini, wasiEnvironSizesGet),
 		{name: "clock_time_get", params: []api.ValueType{i32, i64, i32}, results: ints(1), allow: both, fn: wasiClockTimeGet},
-		hf("fd_close", 1, ini, func(vm *VM, s []uint64) { vm.logString(LogError, "wasi_unstable fd_close"); ret(s, errnoSuccess) }),
-		hf("fd_fdstat_get", 2, ini, wasiFdFdstatGet),
-		hf("fd_fdstat_set_flags", 2, ini, func(vm *VM, s []uint64) { ret(s, errnoNosys) }),
-		hf("fd_prestat_get", 2, ini, func(vm *VM, s []uint64) { ret(s, errnoBadf) }),
-		hf("fd_prestat_dir_name", 3, ini, func(vm *VM, s []uint64) { ret(s, errnoNosys) }),
-		hf("fd_write", 4, both, wasiFdWrite),
-		hf("fd_read", 4, never, func(vm *VM, s []uint64) { ret(s, errnoNosys) }),
+		i32Func("fd_close", 1, ini, func(vm *VM, s []uint64) { vm.logString(LogError, "wasi_unstable fd_close"); setStatus(s, errnoSuccess) }),
+		i32Func("fd_fdstat_get", 2, ini, wasiFdFdstatGet),
+		i32Func("fd_fdstat_set_flags", 2, ini, func(vm *VM, s []uint64) { setStatus(s, errnoNosys) }),
+		i32Func("fd_prestat_get", 2, ini, func(vm *VM, s []uint64) { setStatus(s, errnoBadf) }),
+		i32Func("fd_prestat_dir_name", 3, ini, func(vm *VM, s []uint64) { setStatus(s, errnoNosys) }),
+		i32Func("fd_write", 4, both, wasiFdWrite),
+		i32Func("fd_read", 4, never, func(vm *VM, s []uint64) { setStatus(s, errnoNosys) }),
 		{name: "fd_seek", params: []api.ValueType{i32, i64, i32, i32}, results: ints(1), fn: func(vm *VM, s []uint64) {
 			vm.logString(LogError, "wasi_unstable fd_seek")
-			ret(s, errnoSuccess)
+			setStatus(s, errnoSuccess)
 		}},
 		{name: "path_open", params: []api.ValueType{i32, i32, i32, i32, i32, i64, i64, i32, i32}, results: ints(1),
-			fn: func(vm *VM, s []uint64) { ret(s, errnoNoent) }},
-		hf("poll_oneoff", 4, both, wasiPollOneoff),
+			fn: func(vm *VM, s []uint64) { setStatus(s, errnoNoent) }},
+		i32Func("poll_oneoff", 4, both, wasiPollOneoff),
 		{name: "proc_exit", params: ints(1), fn: wasiProcExit, allow: both},
-		hf("random_get", 2, ini, wasiRandomGet),
-		hf("sched_yield", 0, never, func(vm *VM, s []uint64) { ret(s, errnoSuccess) }),
+		i32Func("random_get", 2, ini, wasiRandomGet),
+		i32Func("sched_yield", 0, never, func(vm *VM, s []uint64) { setStatus(s, errnoSuccess) }),
 	}
 }
 
-func ret32(s []uint64, errno uint32) { s[0] = uint64(errno) }
+func setErrno(s []uint64, errno uint32) { s[0] = uint64(errno) }
 
 func wasiArgsSizesGet(vm *VM, s []uint64) {
 	if !vm.mem.WriteUint32Le(u32(s, 0), 0) || !vm.mem.WriteUint32Le(u32(s, 1), 0) {
-		ret32(s, errnoFault)
+		setErrno(s, errnoFault)
 		return
 	}
-	ret32(s, errnoSuccess)
+	setErrno(s, errnoSuccess)
 }
 
 // environ returns the configured environment as sorted "K=V" strings.
@@ -82,10 +82,10 @@ func wasiEnvironSizesGet(vm *VM, s []uint64) {
 		size += len(e) + 1
 	}
 	if !vm.mem.WriteUint32Le(u32(s, 0), uint32(len(env))) || !vm.mem.WriteUint32Le(u32(s, 1), uint32(size)) {
-		ret32(s, errnoFault)
+		setErrno(s, errnoFault)
 		return
 	}
-	ret32(s, errnoSuccess)
+	setErrno(s, errnoSuccess)
 }
 
 func wasiEnvironGet(vm *VM, s []uint64) {
@@ -93,12 +93,12 @@ func wasiEnvironGet(vm *VM, s []uint64) {
 	for i, e := range vm.p.environ() {
 		b := append([]byte(e), 0)
 		if !vm.mem.WriteUint32Le(ptrs+uint32(4*i), buf) || !vm.mem.Write(buf, b) {
-			ret32(s, errnoFault)
+			setErrno(s, errnoFault)
 			return
 		}
 		buf += uint32(len(b))
 	}
-	ret32(s, errnoSuccess)
+	setErrno(s, errnoSuccess)
 }
 
 // wasiClockTimeGet reads the plugin Clock: realtime (0) as Unix ns, monotonic (1) as ns since
@@ -111,14 +111,14 @@ func wasiClockTimeGet(vm *VM, s []uint64) {
 	case 1:
 		t = vm.monotonic()
 	default:
-		ret32(s, errnoNotsup)
+		setErrno(s, errnoNotsup)
 		return
 	}
 	if !vm.mem.WriteUint64Le(u32(s, 2), uint64(t)) {
-		ret32(s, errnoFault)
+		setErrno(s, errnoFault)
 		return
 	}
-	ret32(s, errnoSuccess)
+	setErrno(s, errnoSuccess)
 }
 
 // wasiFdFdstatGet answers for stdout and stderr only, like Envoy: a zero fdstat with the
@@ -126,16 +126,16 @@ func wasiClockTimeGet(vm *VM, s []uint64) {
 func wasiFdFdstatGet(vm *VM, s []uint64) {
 	fd := u32(s, 0)
 	if fd != 1 && fd != 2 {
-		ret32(s, errnoBadf)
+		setErrno(s, errnoBadf)
 		return
 	}
 	var st [24]byte
 	binary.LittleEndian.PutUint64(st[8:], 64) // __WASI_RIGHTS_FD_WRITE
 	if !vm.mem.Write(u32(s, 1), st[:]) {
-		ret32(s, errnoFault)
+		setErrno(s, errnoFault)
 		return
 	}
-	ret32(s, errnoSuccess)
+	setErrno(s, errnoSuccess)
 }
 
 // wasiFdWrite turns each write to fd 1 or 2 into one info or error log message, without
@@ -143,7 +143,7 @@ func wasiFdFdstatGet(vm *VM, s []uint64) {
 func wasiFdWrite(vm *VM, s []uint64) {
 	fd, iovs, n, out := u32(s, 0), u32(s, 1), u32(s, 2), u32(s, 3)
 	if fd != 1 && fd != 2 {
-		ret32(s, errnoBadf)
+		setErrno(s, errnoBadf)
 		return
 	}
 	var total uint32
@@ -152,12 +152,12 @@ func wasiFdWrite(vm *VM, s []uint64) {
 		ptr, ok1 := vm.mem.ReadUint32Le(iovs + 8*i)
 		l, ok2 := vm.mem.ReadUint32Le(iovs + 8*i + 4)
 		if !ok1 || !ok2 {
-			ret32(s, errnoFault)
+			setErrno(s, errnoFault)
 			return
 		}
 		b, ok := vm.read(ptr, l)
 		if !ok {
-			ret32(s, errnoFault)
+			setErrno(s, errnoFault)
 			return
 		}
 		vm.lines = append(vm.lines, b...)
@@ -170,19 +170,19 @@ func wasiFdWrite(vm *VM, s []uint64) {
 		vm.logBytes(fdLevel(fd), msg)
 	}
 	if !vm.mem.WriteUint32Le(out, total) {
-		ret32(s, errnoFault)
+		setErrno(s, errnoFault)
 		return
 	}
-	ret32(s, errnoSuccess)
+	setErrno(s, errnoSuccess)
 }
 
 // wasiPollOneoff returns at once with no events, like Envoy's stub (after cpp-host #533).
 func wasiPollOneoff(vm *VM, s []uint64) {
 	if !vm.mem.WriteUint32Le(u32(s, 3), 0) {
-		ret32(s, errnoFault)
+		setErrno(s, errnoFault)
 		return
 	}
-	ret32(s, errnoSuccess)
+	setErrno(s, errnoSuccess)
 }
 
 // wasiProcExit only logs, like Envoy; the Go runtime then executes unreachable and traps.
@@ -195,14 +195,14 @@ const maxRandomGet = 64 << 10
 
 func wasiRandomGet(vm *VM, s []uint64) {
 	if u32(s, 1) > maxRandomGet {
-		ret32(s, errnoInval)
+		setErrno(s, errnoInval)
 		return
 	}
 	b, ok := vm.read(u32(s, 0), u32(s, 1))
 	if !ok {
-		ret32(s, errnoFault)
+		setErrno(s, errnoFault)
 		return
 	}
 	_, _ = rand.Read(b)
-	ret32(s, errnoSuccess)
+	setErrno(s, errnoSuccess)
 }
