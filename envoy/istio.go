@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,7 +39,7 @@ func PluginFromConfig(data []byte, failurePolicy FailurePolicy) (*Plugin, error)
 	}
 	ps := &problems{}
 	checkFailurePolicy(ps, failurePolicy)
-	if len(ps.list) > 0 {
+	if len(ps.Problems()) > 0 {
 		return nil, ps.err()
 	}
 	if _, err := config.Parse(data); err != nil {
@@ -300,10 +301,10 @@ func (o IstioOptions) validate() error {
 			bad("selector value %q (of %s) is not a Kubernetes label value", v, k)
 		}
 	}
-	if !contains(phases, o.phase()) {
+	if !slices.Contains(phases, o.phase()) {
 		bad("phase %q is not one of %s", o.Phase, strings.Join(phases, ", "))
 	}
-	if o.PullPolicy != "" && !contains(pullPolicies, o.PullPolicy) {
+	if o.PullPolicy != "" && !slices.Contains(pullPolicies, o.PullPolicy) {
 		bad("image pull policy %q is not one of %s", o.PullPolicy, strings.Join(pullPolicies, ", "))
 	}
 	if len(errs) > 0 {
@@ -323,7 +324,7 @@ func checkModuleURL(u, sha string) string {
 		return "url is required: " + want
 	case !ok:
 		return fmt.Sprintf("url %q has no scheme: want %s", u, want)
-	case !contains([]string{"oci", "https", "file"}, scheme):
+	case !slices.Contains([]string{"oci", "https", "file"}, scheme):
 		return fmt.Sprintf("url %q: scheme %q is not oci, https or file", u, scheme)
 	case rest == "":
 		return fmt.Sprintf("url %q has nothing after the scheme: want %s", u, want)

@@ -72,7 +72,7 @@ func ReadWasmPlugins(data []byte) ([]WasmPluginManifest, error) {
 			out = append(out, m)
 		}
 	}
-	if len(out) == 0 && len(ps.list) == 0 {
+	if len(out) == 0 && len(ps.Problems()) == 0 {
 		ps.addf("", "no WasmPlugin in the manifest (and it is not a JSON plugin configuration)")
 	}
 	if err := ps.err(); err != nil {

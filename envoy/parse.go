@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"sort"
@@ -11,7 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 // ParseSpec parses a gateway spec, YAML or JSON, and returns it validated,
@@ -39,8 +43,10 @@ var (
 )
 
 // decodeSpec turns the document into a Spec, reporting wrong types, unknown
-// fields and unparsable values. Range and consistency checks are left to
-// Spec.check, which also runs on Specs built in code.
+// fields and unparsable values. It reads the JSON form of the document with
+// the filter configuration's own strict reader (config.Reader), so both
+// report the same problems with the same messages. Range and consistency
+// checks are left to Spec.check, which also runs on Specs built in code.
 func decodeSpec(data []byte, ps *problems) *Spec {
 	if len(bytes.TrimSpace(data)) == 0 {
 		ps.addf("", "spec is empty")
@@ -53,52 +59,54 @@ func decodeSpec(data []byte, ps *problems) *Spec {
 		ps.addf("", "not valid YAML or JSON: %s", strings.Join(strings.Fields(msg), " "))
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(j))
-	dec.UseNumber() // keep integers exact, in the filter block too
-	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		ps.addf("", "not valid YAML or JSON: %v", err)
+	root := gjson.ParseBytes(j)
+	if !root.IsObject() {
+		ps.addf("", "spec must be an object (a YAML mapping), got %s", config.Kind(root))
 		return nil
 	}
-	o := ps.object("", doc, specFields...)
-	if o == nil {
-		return nil
-	}
+	o := ps.Object(root, "", specFields...)
 	s := &Spec{FailurePolicy: DefaultFailurePolicy}
-	s.Listen, _ = o.address("listen")
-	s.Admin, _ = o.address("admin")
-	if n, ok := o.int("concurrency"); ok {
+	s.Listen, _ = ps.address(o, "listen")
+	s.Admin, _ = ps.address(o, "admin")
+	if n, ok := o.Int("concurrency", math.MinInt64, math.MaxInt64); ok {
 		if n < 1 || n > 1024 {
 			ps.addf("concurrency", "must be between 1 and 1024, got %d (leave it out for Envoy's default)", n)
 		}
 		s.Concurrency = int(n)
 	}
-	s.Wasm, _ = o.str("wasm")
-	if f, ok := o.str("failure_policy"); ok {
+	s.Wasm, _ = o.Str("wasm")
+	if f, ok := o.Str("failure_policy"); ok {
 		s.FailurePolicy = FailurePolicy(f)
 	}
-	if v, ok := o.get("filter"); ok {
+	if v, ok := o.Get("filter"); ok {
 		s.Filter = ps.filterJSON(v)
 	}
-	if v, ok := o.get("routes"); ok {
-		items, isList := v.([]any)
-		if !isList {
-			ps.addf("routes", "must be an array of routes, got %s", kind(v))
+	if v, ok := o.Get("routes"); ok {
+		if !v.IsArray() {
+			ps.addf("routes", "must be an array of routes, got %s", config.Kind(v))
 		}
-		for i, item := range items {
+		for i, item := range v.Array() {
 			s.Routes = append(s.Routes, ps.route(fmt.Sprintf("routes[%d]", i), item))
 		}
 	}
 	return s
 }
 
-// filterJSON re-encodes the filter block as compact JSON with sorted keys.
-func (ps *problems) filterJSON(v any) []byte {
-	if _, ok := v.(map[string]any); !ok {
-		ps.addf("filter", "must be an object (the filter configuration), got %s", kind(v))
+// filterJSON re-encodes the filter block as compact JSON with sorted keys,
+// numbers exactly as written.
+func (ps *problems) filterJSON(v gjson.Result) []byte {
+	if !v.IsObject() {
+		ps.addf("filter", "must be an object (the filter configuration), got %s", config.Kind(v))
 		return nil
 	}
-	b, err := compactJSON(v)
+	dec := json.NewDecoder(strings.NewReader(v.Raw))
+	dec.UseNumber()
+	var doc any
+	err := dec.Decode(&doc)
+	var b []byte
+	if err == nil {
+		b, err = compactJSON(doc)
+	}
 	if err != nil {
 		ps.addf("filter", "cannot be encoded as JSON: %v", err)
 		return nil
@@ -119,25 +127,24 @@ func compactJSON(v any) ([]byte, error) {
 
 // route decodes one element of routes. A route that is not an object still
 // yields a zero Route, so the indexes of the others stay right.
-func (ps *problems) route(path string, v any) Route {
+func (ps *problems) route(path string, v gjson.Result) Route {
 	r := Route{HealthCheck: DefaultHealthCheck(), Retries: DefaultRetries, Timeout: DefaultTimeout}
-	o := ps.object(path, v, routeFields...)
+	o := ps.Object(v, path, routeFields...)
 	if o == nil {
 		return r
 	}
-	r.Name, _ = o.str("name")
-	r.Prefix, _ = o.str("prefix")
-	if v, ok := o.get("backends"); ok {
-		items, isList := v.([]any)
-		if !isList {
-			ps.addf(path+".backends", "must be an array of backends (host:port or http:// URLs), got %s", kind(v))
+	r.Name, _ = o.Str("name")
+	r.Prefix, _ = o.Str("prefix")
+	if v, ok := o.Get("backends"); ok {
+		if !v.IsArray() {
+			ps.addf(path+".backends", "must be an array of backends (host:port or http:// URLs), got %s", config.Kind(v))
 		}
-		for i, item := range items {
+		for i, item := range v.Array() {
 			bpath := fmt.Sprintf("%s.backends[%d]", path, i)
 			var b Backend
-			if s, isString := item.(string); !isString {
-				ps.addf(bpath, "must be a string (host:port or an http:// URL), got %s", kind(item))
-			} else if parsed, err := parseBackend(s); err != nil {
+			if item.Type != gjson.String {
+				ps.addf(bpath, "must be a string (host:port or an http:// URL), got %s", config.Kind(item))
+			} else if parsed, err := parseBackend(item.Str); err != nil {
 				ps.addf(bpath, "%v", err)
 			} else {
 				b = parsed
@@ -145,38 +152,38 @@ func (ps *problems) route(path string, v any) Route {
 			r.Backends = append(r.Backends, b)
 		}
 	}
-	if v, ok := o.get("health_check"); ok {
+	if v, ok := o.Get("health_check"); ok {
 		r.HealthCheck = ps.healthCheck(path+".health_check", v)
 	}
-	if n, ok := o.int("retries"); ok {
+	if n, ok := o.Int("retries", math.MinInt64, math.MaxInt64); ok {
 		r.Retries = clampInt(n)
 	}
-	if d, ok := o.duration("timeout"); ok {
+	if d, ok := ps.duration(o, "timeout"); ok {
 		r.Timeout = d
 	}
 	return r
 }
 
 // healthCheck decodes a health_check block; absent fields keep their defaults.
-func (ps *problems) healthCheck(path string, v any) HealthCheck {
+func (ps *problems) healthCheck(path string, v gjson.Result) HealthCheck {
 	hc := DefaultHealthCheck()
-	o := ps.object(path, v, healthFields...)
+	o := ps.Object(v, path, healthFields...)
 	if o == nil {
 		return hc
 	}
-	if s, ok := o.str("path"); ok {
+	if s, ok := o.Str("path"); ok {
 		hc.Path = s
 	}
-	if d, ok := o.duration("interval"); ok {
+	if d, ok := ps.duration(o, "interval"); ok {
 		hc.Interval = d
 	}
-	if d, ok := o.duration("timeout"); ok {
+	if d, ok := ps.duration(o, "timeout"); ok {
 		hc.Timeout = d
 	}
-	if n, ok := o.int("unhealthy_threshold"); ok {
+	if n, ok := o.Int("unhealthy_threshold", math.MinInt64, math.MaxInt64); ok {
 		hc.UnhealthyThreshold = clampInt(n)
 	}
-	if n, ok := o.int("healthy_threshold"); ok {
+	if n, ok := o.Int("healthy_threshold", math.MinInt64, math.MaxInt64); ok {
 		hc.HealthyThreshold = clampInt(n)
 	}
 	return hc
@@ -244,21 +251,22 @@ func parseBackend(s string) (Backend, error) {
 	return Backend{Host: u.Hostname(), Port: uint32(port), Path: u.EscapedPath()}, nil
 }
 
-// problems collects the problems of one document.
+// problems collects the problems of one document, read with the filter
+// configuration's strict reader.
 type problems struct {
+	config.Reader
 	what string // the document, for the error message; "" means "gateway spec"
-	list []Problem
 }
 
 func (ps *problems) addf(path, format string, args ...any) {
-	ps.list = append(ps.list, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+	ps.Add(path, fmt.Sprintf(format, args...))
 }
 
 // checkf adds a problem unless path or one of its ancestors already has one:
 // a value that failed to decode is not reported a second time as missing or
 // out of range.
 func (ps *problems) checkf(path, format string, args ...any) {
-	for _, p := range ps.list {
+	for _, p := range ps.Problems() {
 		if p.Path == path || p.Path == "" || isAncestor(p.Path, path) {
 			return
 		}
@@ -272,10 +280,10 @@ func isAncestor(a, b string) bool {
 
 // err returns the problems, sorted by path, as a *Error, or nil.
 func (ps *problems) err() error {
-	if len(ps.list) == 0 {
+	if len(ps.Problems()) == 0 {
 		return nil
 	}
-	list := append([]Problem(nil), ps.list...)
+	list := append([]Problem(nil), ps.Problems()...)
 	sort.SliceStable(list, func(i, j int) bool { return pathLess(list[i].Path, list[j].Path) })
 	what := ps.what
 	if what == "" {
@@ -306,48 +314,6 @@ func pathTokens(p string) []string {
 	return strings.FieldsFunc(p, func(r rune) bool { return r == '.' || r == '[' || r == ']' })
 }
 
-// object is a decoded JSON object whose keys were checked against the ones a
-// place of the spec allows. Its getters report wrong types themselves and
-// return ok=false for absent (or null) and bad values.
-type object struct {
-	ps   *problems
-	path string
-	m    map[string]any
-}
-
-func (ps *problems) object(path string, v any, allowed ...string) *object {
-	m, ok := v.(map[string]any)
-	if !ok {
-		if path == "" {
-			ps.addf("", "spec must be an object (a YAML mapping), got %s", kind(v))
-		} else {
-			ps.addf(path, "must be an object, got %s", kind(v))
-		}
-		return nil
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !contains(allowed, k) {
-			ps.addf(join(path, k), "unknown field (allowed here: %s)", strings.Join(allowed, ", "))
-			delete(m, k)
-		}
-	}
-	return &object{ps: ps, path: path, m: m}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func join(path, field string) string {
 	if path == "" {
 		return field
@@ -355,90 +321,30 @@ func join(path, field string) string {
 	return path + "." + field
 }
 
-// get returns a field's value; null counts as absent.
-func (o *object) get(name string) (any, bool) {
-	v, ok := o.m[name]
-	return v, ok && v != nil
-}
-
-func (o *object) str(name string) (string, bool) {
-	v, ok := o.get(name)
-	if !ok {
-		return "", false
-	}
-	s, ok := v.(string)
-	if !ok {
-		o.ps.addf(join(o.path, name), "must be a string, got %s", kind(v))
-	}
-	return s, ok
-}
-
-func (o *object) int(name string) (int64, bool) {
-	v, ok := o.get(name)
-	if !ok {
-		return 0, false
-	}
-	n, ok := v.(json.Number)
-	if !ok {
-		o.ps.addf(join(o.path, name), "must be an integer, got %s", kind(v))
-		return 0, false
-	}
-	i, err := strconv.ParseInt(n.String(), 10, 64)
-	if err != nil {
-		o.ps.addf(join(o.path, name), "must be an integer, got %s", n)
-		return 0, false
-	}
-	return i, true
-}
-
 // duration reads a Go duration string ("2s", "1m30s"); numbers are refused,
 // since their unit would be a guess.
-func (o *object) duration(name string) (time.Duration, bool) {
-	v, ok := o.get(name)
+func (ps *problems) duration(o *config.Object, name string) (time.Duration, bool) {
+	s, ok := o.Str(name)
 	if !ok {
-		return 0, false
-	}
-	s, isString := v.(string)
-	if !isString {
-		o.ps.addf(join(o.path, name), "must be a duration string like \"2s\" or \"1m30s\", got %s", kind(v))
 		return 0, false
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		o.ps.addf(join(o.path, name), "%q is not a duration like \"2s\" or \"1m30s\"", s)
+		ps.addf(o.Path(name), "%q is not a duration like \"2s\" or \"1m30s\"", s)
 		return 0, false
 	}
 	return d, true
 }
 
-func (o *object) address(name string) (Address, bool) {
-	s, ok := o.str(name)
+func (ps *problems) address(o *config.Object, name string) (Address, bool) {
+	s, ok := o.Str(name)
 	if !ok {
 		return Address{}, false
 	}
 	a, err := parseAddress(s)
 	if err != nil {
-		o.ps.addf(join(o.path, name), "%v", err)
+		ps.addf(o.Path(name), "%v", err)
 		return Address{}, false
 	}
 	return a, true
-}
-
-// kind names the JSON type of a decoded value, for messages.
-func kind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "a string"
-	case json.Number, float64:
-		return "a number"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "an object"
-	}
-	return fmt.Sprintf("%T", v)
 }
