@@ -6,7 +6,7 @@ WASM      := build/tokengate.wasm
 override GOFLAGS := $(strip $(GOFLAGS) -buildvcs=false)
 export GOFLAGS
 
-.PHONY: all wasm test check bench fuzz e2e run clean
+.PHONY: all wasm test check bench fuzz e2e run clean ratelimit
 
 all: wasm
 
@@ -48,9 +48,16 @@ run: wasm
 	$(GO) build -o build/gateway/bin/gateway ./e2e/cmd/gateway
 	build/gateway/bin/gateway -spec envoy/examples/gateway.yaml -port $(PORT) -out build/gateway
 
+## ratelimit: build envoyproxy/ratelimit (the reference rate limit service, pinned in e2e/ratelimit/go.mod) into build/bin/ratelimit
+RATELIMIT := build/bin/ratelimit
+ratelimit: $(RATELIMIT)
+$(RATELIMIT): e2e/ratelimit/go.mod e2e/ratelimit/go.sum
+	@mkdir -p $(dir $@)
+	cd e2e/ratelimit && $(GO) build -trimpath -o $(CURDIR)/$@ github.com/envoyproxy/ratelimit/src/service_cmd
+
 ## e2e: end-to-end scenarios on Envoy if installed (ENVOY_BIN or PATH), else envoysim; E2E_DATAPLANE=envoy|sim forces one
-e2e: wasm
-	TOKENGATE_WASM=$(CURDIR)/$(WASM) $(GO) test -tags e2e -count=1 -timeout 15m -v ./e2e/
+e2e: wasm $(RATELIMIT)
+	TOKENGATE_WASM=$(CURDIR)/$(WASM) RATELIMIT_BIN=$(CURDIR)/$(RATELIMIT) $(GO) test -tags e2e -count=1 -timeout 15m -v ./e2e/
 
 ## bench: benchmarks with their baselines in the same runs, BENCHCOUNT times; prints the table (BENCHMARKS.md)
 BENCHTIME  ?= 1s

@@ -174,8 +174,16 @@ func (b *syncBuffer) String() string {
 // The process gets its own process group, so that stopping it stops its children too, and
 // (on Linux) it is killed if the harness dies.
 func Start(name string, tee io.Writer, bin string, args ...string) (*Process, error) {
+	return startEnv(name, tee, nil, bin, args...)
+}
+
+// startEnv is Start with env added to the harness's own environment.
+func startEnv(name string, tee io.Writer, env []string, bin string, args ...string) (*Process, error) {
 	p := &Process{Name: name, out: &syncBuffer{tee: tee}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = sysProcAttr()
 	if err := p.cmd.Start(); err != nil {
