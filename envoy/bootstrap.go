@@ -75,6 +75,13 @@ func Bootstrap(s *Spec) (*bootstrapv3.Bootstrap, error) {
 	for i := range s.Routes {
 		clusters = append(clusters, makeCluster(&s.Routes[i]))
 	}
+	if s.RateLimitService != nil {
+		c, err := makeRateLimitCluster(s)
+		if err != nil {
+			return nil, err
+		}
+		clusters = append(clusters, c)
+	}
 	b := &bootstrapv3.Bootstrap{
 		Admin: &bootstrapv3.Admin{Address: socketAddress(s.Admin)},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
@@ -289,16 +296,25 @@ func allIP(bs []Backend) bool {
 }
 
 func makeLoadAssignment(r *Route) *endpointv3.ClusterLoadAssignment {
-	eps := make([]*endpointv3.LbEndpoint, 0, len(r.Backends))
+	addrs := make([]Address, 0, len(r.Backends))
 	for _, b := range r.Backends {
+		addrs = append(addrs, b.Address())
+	}
+	return loadAssignment(r.Name, addrs)
+}
+
+// loadAssignment returns one locality with an endpoint per address.
+func loadAssignment(cluster string, addrs []Address) *endpointv3.ClusterLoadAssignment {
+	eps := make([]*endpointv3.LbEndpoint, 0, len(addrs))
+	for _, a := range addrs {
 		eps = append(eps, &endpointv3.LbEndpoint{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
-				Endpoint: &endpointv3.Endpoint{Address: socketAddress(b.Address())},
+				Endpoint: &endpointv3.Endpoint{Address: socketAddress(a)},
 			},
 		})
 	}
 	return &endpointv3.ClusterLoadAssignment{
-		ClusterName: r.Name,
+		ClusterName: cluster,
 		Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}},
 	}
 }

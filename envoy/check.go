@@ -33,7 +33,7 @@ func (s *Spec) check(ps *problems) {
 		ps.checkf("wasm", "is required: the path of the filter's .wasm module")
 	}
 	checkFailurePolicy(ps, s.FailurePolicy)
-	checkFilter(ps, s.Filter)
+	cfg := checkFilter(ps, s.Filter)
 	if len(s.Routes) == 0 {
 		ps.checkf("routes", "is required: at least one route")
 	}
@@ -54,6 +54,46 @@ func (s *Spec) check(ps *problems) {
 			prefixes[r.Prefix] = i
 		}
 	}
+	checkRateLimitService(ps, s.RateLimitService, cfg, names)
+}
+
+// checkRateLimitService checks the rate_limit_service block against the
+// filter (cfg, nil when the filter block is bad): required exactly when the
+// filter has global rules, whose rate_limit_service.cluster then names the
+// bootstrap cluster, so it must be a plain name no route uses.
+func checkRateLimitService(ps *problems, rls *RateLimitService, cfg *config.Config, routes map[string]int) {
+	if cfg != nil {
+		switch fc := cfg.RateLimitService; {
+		case fc == nil && rls != nil:
+			ps.checkf("rate_limit_service", "the filter has no global rule: remove this block, or give a rule a global limit")
+		case fc != nil && rls == nil:
+			ps.checkf("rate_limit_service", "is required: the filter has global rules; list the gRPC address of the rate limit service, "+
+				"like backends: [127.0.0.1:8081]")
+		case fc != nil:
+			if msg := checkName(fc.Cluster); msg != "" {
+				ps.checkf("filter.rate_limit_service.cluster", "names the rate limit service's cluster in the bootstrap: %s", msg)
+			} else if i, dup := routes[fc.Cluster]; dup {
+				ps.checkf("filter.rate_limit_service.cluster", "%q is already the cluster of routes[%d]", fc.Cluster, i)
+			}
+		}
+	}
+	if rls == nil {
+		return
+	}
+	if len(rls.Backends) == 0 {
+		ps.checkf("rate_limit_service.backends", "must list at least one host:port (the service's gRPC port)")
+	}
+	seen := map[Address]int{}
+	for i, a := range rls.Backends {
+		path := fmt.Sprintf("rate_limit_service.backends[%d]", i)
+		if msg := checkBackend(Backend{Host: a.Host, Port: a.Port}); msg != "" {
+			ps.checkf(path, "%s", msg)
+		} else if first, dup := seen[a]; dup {
+			ps.checkf(path, "%s is already backends[%d]", a, first)
+		} else {
+			seen[a] = i
+		}
+	}
 }
 
 func checkFailurePolicy(ps *problems, p FailurePolicy) {
@@ -66,23 +106,25 @@ func checkFailurePolicy(ps *problems, p FailurePolicy) {
 
 // checkFilter runs the filter's own configuration parser over the filter
 // block, so the generator accepts exactly what the filter accepts.
-func checkFilter(ps *problems, filter []byte) {
+// It returns the parsed configuration, or nil when the block is bad.
+func checkFilter(ps *problems, filter []byte) *config.Config {
 	if len(filter) == 0 {
 		ps.checkf("filter", "is required: the filter configuration (rules, ...)")
-		return
+		return nil
 	}
-	_, err := config.Parse(filter)
+	cfg, err := config.Parse(filter)
 	if err == nil {
-		return
+		return cfg
 	}
 	var ce *config.Error
 	if !errors.As(err, &ce) {
 		ps.checkf("filter", "%v", err)
-		return
+		return nil
 	}
 	for _, p := range ce.Problems {
 		ps.checkf(join("filter", p.Path), "%s", p.Message)
 	}
+	return nil
 }
 
 // checkBindAddress checks an address Envoy binds to: an IP literal and a

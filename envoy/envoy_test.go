@@ -55,6 +55,13 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkGolden(t, filepath.Join("testdata/golden", name+".envoy.yaml"), got)
+			if s.RateLimitService != nil {
+				rls, err := envoy.RateLimitConfig(s.Filter)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkGolden(t, filepath.Join("testdata/golden", name+".ratelimit.yaml"), rls)
+			}
 			want, err := envoy.Bootstrap(s)
 			if err != nil {
 				t.Fatal(err)

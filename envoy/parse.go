@@ -37,7 +37,8 @@ func ParseSpec(data []byte) (*Spec, error) {
 
 // The fields each place of the spec allows, in documentation order.
 var (
-	specFields   = []string{"listen", "admin", "concurrency", "wasm", "failure_policy", "filter", "routes"}
+	specFields   = []string{"listen", "admin", "concurrency", "wasm", "failure_policy", "filter", "routes", "rate_limit_service"}
+	rlsFields    = []string{"backends"}
 	routeFields  = []string{"name", "prefix", "backends", "health_check", "retries", "timeout"}
 	healthFields = []string{"path", "interval", "timeout", "unhealthy_threshold", "healthy_threshold"}
 )
@@ -89,7 +90,38 @@ func decodeSpec(data []byte, ps *problems) *Spec {
 			s.Routes = append(s.Routes, ps.route(fmt.Sprintf("routes[%d]", i), item))
 		}
 	}
+	if v, ok := o.Get("rate_limit_service"); ok {
+		s.RateLimitService = ps.rateLimitService("rate_limit_service", v)
+	}
 	return s
+}
+
+// rateLimitService decodes the rate_limit_service block: the host:port
+// addresses of the service's gRPC listener.
+func (ps *problems) rateLimitService(path string, v gjson.Result) *RateLimitService {
+	rls := &RateLimitService{}
+	o := ps.Object(v, path, rlsFields...)
+	if o == nil {
+		return rls
+	}
+	if v, ok := o.Get("backends"); ok {
+		if !v.IsArray() {
+			ps.addf(path+".backends", "must be an array of host:port addresses (the service's gRPC port), got %s", config.Kind(v))
+		}
+		for i, item := range v.Array() {
+			bpath := fmt.Sprintf("%s.backends[%d]", path, i)
+			var a Address
+			if item.Type != gjson.String {
+				ps.addf(bpath, "must be a string (host:port), got %s", config.Kind(item))
+			} else if parsed, err := parseAddress(item.Str); err != nil {
+				ps.addf(bpath, "%v", err)
+			} else {
+				a = parsed
+			}
+			rls.Backends = append(rls.Backends, a)
+		}
+	}
+	return rls
 }
 
 // filterJSON re-encodes the filter block as compact JSON with sorted keys,

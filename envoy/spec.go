@@ -39,6 +39,18 @@ type Spec struct {
 	FailurePolicy FailurePolicy // what Envoy does when the filter's VM fails
 	Filter        []byte        // the filter block as compact JSON, keys sorted
 	Routes        []Route       // in spec order; Bootstrap orders the Envoy routes
+	// RateLimitService is where the rate limit service of the filter's
+	// global rules listens; nil when the filter has none (see RateLimitConfig).
+	RateLimitService *RateLimitService
+}
+
+// RateLimitService is the gRPC address of a rate limit service speaking
+// Envoy's protocol (envoyproxy/ratelimit, for one). The bootstrap gives it
+// the cluster named by the filter block's rate_limit_service.cluster, over
+// HTTP/2; the domain, the timeout and the failure mode are the filter
+// block's too, so they are written once.
+type RateLimitService struct {
+	Backends []Address // at least one; IP literals or DNS names
 }
 
 // FailurePolicy is the wasm filter's failure_policy, spelled as Envoy spells it.
