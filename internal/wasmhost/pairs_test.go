@@ -1,32 +1,113 @@
 package wasmhost
 
 import (
-	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"strings"
 	"testing"
 )
 
-func TestHeaderPairsFormat(t *testing.T) {
-	h := Headers{{":path", "/a"}, {"k", ""}}
-	b := EncodePairs(h)
-	want := "\x02\x00\x00\x00" + "\x05\x00\x00\x00\x02\x00\x00\x00" + "\x01\x00\x00\x00\x00\x00\x00\x00" +
-		":path\x00/a\x00k\x00\x00"
-	if string(b) != want {
-		t.Fatalf("EncodePairs = %q, want %q", b, want)
+// abiVectors is testdata/proxy-wasm/abi-vectors.json at the repository root: byte vectors
+// written from cpp-host's formats, which the guest's tests read too.
+type abiVectors struct {
+	About []string
+	Pairs []struct {
+		Name      string
+		Hex       string
+		Pairs     [][2]string
+		Malformed bool
 	}
-	if got := DecodePairs(b); len(got) != 2 || got[0] != h[0] || got[1] != h[1] {
-		t.Fatalf("DecodePairs = %q", got)
+	Status map[string]uint32
+}
+
+func readABIVectors(t *testing.T) abiVectors {
+	t.Helper()
+	f, err := os.Open("../../testdata/proxy-wasm/abi-vectors.json")
+	if err != nil {
+		t.Fatal(err)
 	}
-	bad := [][]byte{
-		nil,
-		{1, 0, 0},
-		{1, 0, 0, 0, 5, 0, 0, 0}, // sizes truncated
-		{1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 'a', 'b', 'c', 0},                   // missing NUL after key
-		binary.LittleEndian.AppendUint32(nil, maxPairsCount+1),                   // too many pairs
-		append(EncodePairs(h), make([]byte, maxPairsBytes)...)[:maxPairsBytes+1], // oversized
+	defer f.Close()
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	var v abiVectors
+	if err := dec.Decode(&v); err != nil {
+		t.Fatal(err)
 	}
-	for i, b := range bad {
-		if got := DecodePairs(b); len(got) != 0 {
-			t.Errorf("case %d: malformed input decoded to %q, want empty", i, got)
+	if len(v.Pairs) == 0 || len(v.Status) == 0 {
+		t.Fatal("abi-vectors.json holds no vectors")
+	}
+	return v
+}
+
+func vectorBytes(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestPairsVectors: the host's codec against bytes written from cpp-host's format, not
+// against the guest's codec.
+func TestPairsVectors(t *testing.T) {
+	for _, v := range readABIVectors(t).Pairs {
+		t.Run(v.Name, func(t *testing.T) {
+			b := vectorBytes(t, v.Hex)
+			got := decodePairs(Headers{{"stale", "entry"}}, b)
+			if v.Malformed {
+				if len(got) != 0 {
+					t.Fatalf("malformed bytes decoded to %q, want no pairs (as cpp-host)", got)
+				}
+				return
+			}
+			if !equalHeaders(got, Headers(v.Pairs)) {
+				t.Fatalf("decoded %q, want %q", got, v.Pairs)
+			}
+			if enc := appendPairs([]byte("prefix"), Headers(v.Pairs)); string(enc) != "prefix"+string(b) {
+				t.Fatalf("encoded % x, want prefix then % x", enc, b)
+			}
+		})
+	}
+}
+
+// TestPairsLimits: cpp-host refuses more than 1024 pairs or more than 1 MiB from a guest;
+// exactly at the limits is accepted.
+func TestPairsLimits(t *testing.T) {
+	many := func(n int) Headers {
+		h := make(Headers, n)
+		for i := range h {
+			h[i] = [2]string{"k", "v"}
 		}
+		return h
+	}
+	if got := decodePairs(nil, appendPairs(nil, many(maxPairsCount))); len(got) != maxPairsCount {
+		t.Errorf("%d pairs decoded to %d", maxPairsCount, len(got))
+	}
+	if got := decodePairs(nil, appendPairs(nil, many(maxPairsCount+1))); len(got) != 0 {
+		t.Errorf("%d pairs decoded to %d, want none", maxPairsCount+1, len(got))
+	}
+	// One pair whose value fills the buffer to exactly maxPairsBytes, then one byte more.
+	overhead := len(appendPairs(nil, Headers{{"k", ""}}))
+	at := appendPairs(nil, Headers{{"k", strings.Repeat("v", maxPairsBytes-overhead)}})
+	if len(at) != maxPairsBytes {
+		t.Fatalf("test bug: %d bytes", len(at))
+	}
+	if got := decodePairs(nil, at); len(got) != 1 {
+		t.Errorf("a map of exactly %d bytes decoded to %d pairs, want 1", maxPairsBytes, len(got))
+	}
+	over := appendPairs(nil, Headers{{"k", strings.Repeat("v", maxPairsBytes-overhead+1)}})
+	if got := decodePairs(nil, over); len(got) != 0 {
+		t.Errorf("a map of %d bytes decoded to %d pairs, want none", len(over), len(got))
+	}
+}
+
+// TestPairsNamesLowerCased: Envoy's header maps store names in lower case, whatever the
+// guest sent.
+func TestPairsNamesLowerCased(t *testing.T) {
+	got := decodePairs(nil, appendPairs(nil, Headers{{"X-Api-KEY", "Value"}}))
+	if len(got) != 1 || got[0] != [2]string{"x-api-key", "Value"} {
+		t.Fatalf("decoded %q", got)
 	}
 }

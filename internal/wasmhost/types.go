@@ -2,26 +2,6 @@ package wasmhost
 
 import (
 	"strconv"
-
-	"github.com/tokengate/tokengate/internal/proxywasm"
-)
-
-// Status is a proxy-wasm WasmResult as returned by host functions. It is the
-// guest layer's type, so the numbers of the ABI are written down once.
-type Status = proxywasm.Status
-
-// The WasmResult values of proxy-wasm ABI 0.2.1.
-const (
-	StatusOK                   = proxywasm.StatusOK
-	StatusNotFound             = proxywasm.StatusNotFound
-	StatusBadArgument          = proxywasm.StatusBadArgument
-	StatusSerializationFailure = proxywasm.StatusSerializationFailure
-	StatusParseFailure         = proxywasm.StatusParseFailure
-	StatusInvalidMemoryAccess  = proxywasm.StatusInvalidMemoryAccess
-	StatusEmpty                = proxywasm.StatusEmpty
-	StatusCASMismatch          = proxywasm.StatusCASMismatch
-	StatusInternalFailure      = proxywasm.StatusInternalFailure
-	StatusUnimplemented        = proxywasm.StatusUnimplemented
 )
 
 // FailurePolicy is Envoy's failure_policy for a plugin whose VM has failed (trapped).
