@@ -100,11 +100,11 @@ func NewPlugin(ctx context.Context, m *Module, cfg PluginConfig) (*Plugin, error
 	canary.mu.Unlock()
 	if err != nil {
 		p.shared.release(cfg.VMID)
-		msg := fmt.Sprintf("wasmhost: plugin %q rejected: canary VM failed: %v", cfg.Name, err)
+		var guestLog string
 		if len(lines) > 0 {
-			msg += "; guest log:\n" + strings.Join(lines, "\n")
+			guestLog = "; guest log:\n" + strings.Join(lines, "\n")
 		}
-		return nil, errors.New(msg)
+		return nil, fmt.Errorf("wasmhost: plugin %q rejected: canary VM failed: %w%s", cfg.Name, err, guestLog)
 	}
 
 	p.main = newVM(p, "main")

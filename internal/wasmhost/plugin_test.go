@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,9 +80,11 @@ func TestCanaryRejectsBadConfiguration(t *testing.T) {
 	tests := []struct {
 		config string
 		wants  []string
+		cause  func(error) bool // the cause survives the canary's wrapping (nil: not checked)
 	}{
-		{"fail", []string{"proxy_on_configure returned false", "critical: config invalid: rules[0].capacity: must be > 0"}},
-		{"trap", []string{"proxy_on_configure", "configure trap"}},
+		{"fail", []string{"proxy_on_configure returned false", "critical: config invalid: rules[0].capacity: must be > 0"},
+			func(err error) bool { return errors.Is(err, errReturnedFalse) }},
+		{"trap", []string{"proxy_on_configure", "configure trap"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.config, func(t *testing.T) {
@@ -97,6 +100,9 @@ func TestCanaryRejectsBadConfiguration(t *testing.T) {
 					t.Errorf("error does not contain %q:\n%v", w, err)
 				}
 			}
+			if tt.cause != nil && !tt.cause(err) {
+				t.Errorf("the cause is lost in %v", err)
+			}
 			if shared.Len("") != 0 {
 				t.Errorf("rejected plugin left %d shared keys", shared.Len(""))
 			}
@@ -108,9 +114,9 @@ func TestRestrictedCallbackDuringInitialize(t *testing.T) {
 	_, err := NewPlugin(context.Background(), guestModule(t, "guest"), PluginConfig{
 		Name: "init", Env: map[string]string{"GUEST_INIT_TOUCH": "shared"},
 	})
-	if err == nil || !strings.Contains(err.Error(), "restricted_callback") ||
-		!strings.Contains(err.Error(), "env.proxy_get_shared_data") {
-		t.Fatalf("err = %v, want a restricted_callback trap naming env.proxy_get_shared_data", err)
+	var rc restrictedCallback
+	if !errors.As(err, &rc) || rc.fn != "env.proxy_get_shared_data" {
+		t.Fatalf("err = %v, want a restricted_callback trap naming env.proxy_get_shared_data, kept as the cause", err)
 	}
 	// proxy_log is allowed while _initialize runs.
 	p, sink := newTestPlugin(t, PluginConfig{Env: map[string]string{"GUEST_INIT_TOUCH": "log"}})

@@ -107,6 +107,10 @@ func vmFrom(ctx context.Context) *VM {
 	return ctx.Value(vmKey{}).(*VM)
 }
 
+// errReturnedFalse is the cause of a start callback (proxy_on_vm_start, proxy_on_configure)
+// that returned false.
+var errReturnedFalse = errors.New("returned false")
+
 // errTestTrap is the trap TrapNextCallback injects.
 var errTestTrap = errors.New("wasmhost: trap injected by TrapNextCallback")
 
@@ -229,7 +233,7 @@ func (vm *VM) startStep(fn api.Function, p phase, name string, size int) error {
 		return fmt.Errorf("%s: %w", name, vm.failErr)
 	}
 	if uint32(r) == 0 {
-		vm.failed, vm.failErr = true, errors.New(name+" returned false")
+		vm.failed, vm.failErr = true, fmt.Errorf("%s %w", name, errReturnedFalse)
 		return vm.failErr
 	}
 	return nil
