@@ -6,6 +6,8 @@
 //	tokengate check plugin.json                    # or a WasmPlugin manifest (YAML)
 //	tokengate envoy -spec envoy/examples/gateway.yaml -o build/envoy.yaml
 //	tokengate istio -config plugin.json -url oci://registry/tokengate@sha256:...
+//	tokengate ratelimit -spec envoy/examples/global.yaml -o build/ratelimit/config.yaml
+//	tokengate ratelimit -config plugin.json -k8s -namespace default | kubectl apply -f -
 //	tokengate image build -o build/image
 //	tokengate image push registry.example.com/tokengate:v0.1.0
 //
@@ -43,9 +45,10 @@ type command struct {
 // commands lists the subcommands by name. A new output of the generator is
 // one more entry here and one file beside this one.
 var commands = map[string]command{
-	"check": {"validate a plugin configuration (JSON) or a WasmPlugin manifest as the filter does", runCheck},
-	"envoy": {"generate an Envoy bootstrap from a gateway spec (or only check the spec)", runEnvoy},
-	"istio": {"generate an Istio WasmPlugin from a plugin configuration or a gateway spec", runIstio},
+	"check":     {"validate a plugin configuration (JSON) or a WasmPlugin manifest as the filter does", runCheck},
+	"envoy":     {"generate an Envoy bootstrap from a gateway spec (or only check the spec)", runEnvoy},
+	"istio":     {"generate an Istio WasmPlugin from a plugin configuration or a gateway spec", runIstio},
+	"ratelimit": {"generate the rate limit service's configuration (envoyproxy/ratelimit) or its Kubernetes manifests for the global rules", runRateLimit},
 }
 
 // env is what a subcommand may touch: its streams. Tests run commands with
@@ -93,7 +96,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-7s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nexit status: 0 done or valid, 1 invalid configuration, 2 bad usage or I/O error")
 }

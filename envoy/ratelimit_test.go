@@ -1,0 +1,115 @@
+package envoy_test
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/tokengate/tokengate/envoy"
+)
+
+func TestIstioClusterName(t *testing.T) {
+	for _, tc := range []struct {
+		service, namespace string
+		port               uint32
+		want               string
+	}{
+		{"ratelimit", "default", 8081, "outbound|8081||ratelimit.default.svc.cluster.local"},
+		{"rls", "infra", 9000, "outbound|9000||rls.infra.svc.cluster.local"},
+	} {
+		if got := envoy.IstioClusterName(tc.service, tc.namespace, tc.port); got != tc.want {
+			t.Errorf("IstioClusterName(%q, %q, %d) = %q, want %q", tc.service, tc.namespace, tc.port, got, tc.want)
+		}
+	}
+}
+
+// TestRateLimitManifests compares the manifests with the golden file and
+// checks that they hang together: the ConfigMap holds RateLimitConfig's file,
+// each Service selects its Deployment's pods, the gRPC port is named so Istio
+// speaks HTTP/2 to it, and the service reaches Redis by its Service.
+func TestRateLimitManifests(t *testing.T) {
+	filter := readFile(t, "testdata/ratelimit/istio-plugin.json")
+	got, err := envoy.RateLimitManifests(filter, envoy.RateLimitK8sOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, filepath.Join("testdata/golden", "ratelimit.k8s.yaml"), got)
+
+	conf, err := envoy.RateLimitConfig(filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := map[string]map[string]any{}
+	for _, doc := range bytes.Split(got, []byte("\n---\n"))[1:] {
+		var m map[string]any
+		if err := yaml.UnmarshalStrict(doc, &m); err != nil {
+			t.Fatalf("%v\n%s", err, doc)
+		}
+		meta := m["metadata"].(map[string]any)
+		if meta["namespace"] != "default" {
+			t.Errorf("%s %s: namespace %v", m["kind"], meta["name"], meta["namespace"])
+		}
+		objs[m["kind"].(string)+"/"+meta["name"].(string)] = m
+	}
+	if len(objs) != 5 {
+		t.Fatalf("got %d objects, want 5: %v", len(objs), objs)
+	}
+	cm := objs["ConfigMap/ratelimit-config"]
+	if cm == nil || cm["data"].(map[string]any)["config.yaml"] != string(conf) {
+		t.Errorf("the ConfigMap does not hold RateLimitConfig's file: %v", cm)
+	}
+	for _, name := range []string{"ratelimit", "ratelimit-redis"} {
+		svc, dep := objs["Service/"+name], objs["Deployment/"+name]
+		if svc == nil || dep == nil {
+			t.Fatalf("missing Service or Deployment %s", name)
+		}
+		sel := svc["spec"].(map[string]any)["selector"].(map[string]any)
+		labels := dep["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["labels"].(map[string]any)
+		if sel["app"] != name || labels["app"] != name {
+			t.Errorf("Service %s selects %v, its pods are labelled %v", name, sel, labels)
+		}
+	}
+	port := objs["Service/ratelimit"]["spec"].(map[string]any)["ports"].([]any)[0].(map[string]any)
+	if port["name"] != "grpc" || port["appProtocol"] != "grpc" || port["port"] != float64(envoy.RateLimitGRPCPort) {
+		t.Errorf("ratelimit Service port %v: want grpc, appProtocol grpc, %d", port, envoy.RateLimitGRPCPort)
+	}
+	if !strings.Contains(string(got), "value: ratelimit-redis:6379") {
+		t.Error("the service does not reach Redis through its Service")
+	}
+}
+
+func TestRateLimitManifestErrors(t *testing.T) {
+	istio := string(readFile(t, "testdata/ratelimit/istio-plugin.json"))
+	for _, tc := range []struct {
+		name, filter string
+		opts         envoy.RateLimitK8sOptions
+		want         []string
+	}{
+		{"other namespace", istio, envoy.RateLimitK8sOptions{Namespace: "infra"},
+			[]string{`filter.rate_limit_service.cluster: "outbound|8081||ratelimit.default.svc.cluster.local" is not the cluster`,
+				`use "outbound|8081||ratelimit.infra.svc.cluster.local"`}},
+		{"default authority", strings.Replace(istio, `"authority": "ratelimit.default.svc.cluster.local",`, "", 1),
+			envoy.RateLimitK8sOptions{}, []string{`filter.rate_limit_service.authority: "outbound|8081||ratelimit.default.svc.cluster.local": use "ratelimit.default.svc.cluster.local"`}},
+		{"bad options", istio, envoy.RateLimitK8sOptions{Name: "Rate_Limit", Namespace: "-x", Replicas: -1},
+			[]string{"name: \"Rate_Limit\" must be", "namespace: \"-x\" must be", "replicas: must be between 1 and 100, got -1"}},
+		{"name too long for redis", istio, envoy.RateLimitK8sOptions{Name: strings.Repeat("a", 58)}, []string{"at most 57"}},
+		{"no global rule", `{"rules":[{"name":"a","key":["path"],"capacity":1,"refill":1,"interval":"1s"}]}`,
+			envoy.RateLimitK8sOptions{}, []string{"the filter has no global rule"}},
+		{"bad filter", `{"rules":[]}`, envoy.RateLimitK8sOptions{}, []string{"rules"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := envoy.RateLimitManifests([]byte(tc.filter), tc.opts)
+			if err == nil {
+				t.Fatalf("no error; output:\n%s", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
