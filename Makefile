@@ -6,7 +6,7 @@ WASM      := build/tokengate.wasm
 override GOFLAGS := $(strip $(GOFLAGS) -buildvcs=false)
 export GOFLAGS
 
-.PHONY: all wasm test check bench fuzz e2e run clean ratelimit
+.PHONY: all wasm image test check bench fuzz e2e run clean ratelimit
 
 all: wasm
 
@@ -15,6 +15,11 @@ wasm: $(WASM)
 $(WASM): go.mod go.sum $(shell find filter internal/proxywasm internal/bucket internal/config internal/limiter -name '*.go' -not -name '*_test.go' 2>/dev/null)
 	@mkdir -p build
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $@ ./filter
+
+## image: the module as a Wasm OCI image (compat variant): an OCI image layout in build/image, and its tar in build/tokengate-image.tar
+IMAGE_TAG ?= latest
+image: wasm
+	$(GO) run ./envoy/cmd/tokengate image build -wasm $(WASM) -o build/image -tag $(IMAGE_TAG) -archive build/tokengate-image.tar
 
 ## test: every test, the compiled .wasm included, then every fuzz target briefly
 test: wasm

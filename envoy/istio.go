@@ -98,6 +98,10 @@ type IstioOptions struct {
 	Phase        string            // AUTHN, AUTHZ, STATS or UNSPECIFIED_PHASE; "" gives AUTHZ
 	Priority     *int32            // order within the phase, higher first; nil leaves it out
 	PullPolicy   string            // IfNotPresent or Always; "" leaves Istio's default (IfNotPresent, Always for :latest)
+	// PullSecret names a Secret of type kubernetes.io/dockerconfigjson in
+	// the plugin's namespace that holds the registry's credentials; "" for
+	// a registry the nodes may read without.
+	PullSecret string
 	// RootNamespace is Istio's root namespace, where a WasmPlugin without a
 	// selector applies to every workload of the mesh; "" means istio-system.
 	RootNamespace string
@@ -151,13 +155,14 @@ func WasmPlugin(p *Plugin, o IstioOptions) (yamlDoc []byte, warnings []string, e
 		return nil, nil, err
 	}
 	spec := &extensionsv1alpha1.WasmPlugin{
-		Url:          o.URL,
-		Sha256:       o.SHA256,
-		PluginName:   PluginName,
-		PluginConfig: pluginConfig,
-		Phase:        extensionsv1alpha1.PluginPhase(extensionsv1alpha1.PluginPhase_value[o.phase()]),
-		FailStrategy: strategy,
-		Type:         extensionsv1alpha1.PluginType_HTTP,
+		Url:             o.URL,
+		Sha256:          o.SHA256,
+		PluginName:      PluginName,
+		PluginConfig:    pluginConfig,
+		Phase:           extensionsv1alpha1.PluginPhase(extensionsv1alpha1.PluginPhase_value[o.phase()]),
+		FailStrategy:    strategy,
+		Type:            extensionsv1alpha1.PluginType_HTTP,
+		ImagePullSecret: o.PullSecret,
 	}
 	if o.PullPolicy != "" {
 		spec.ImagePullPolicy = extensionsv1alpha1.PullPolicy(extensionsv1alpha1.PullPolicy_value[o.PullPolicy])
@@ -303,6 +308,9 @@ func (o IstioOptions) validate() error {
 	}
 	if !slices.Contains(phases, o.phase()) {
 		bad("phase %q is not one of %s", o.Phase, strings.Join(phases, ", "))
+	}
+	if o.PullSecret != "" && (len(o.PullSecret) > 253 || !dns1123Subdomain.MatchString(o.PullSecret)) {
+		bad("image pull secret %q must be a Secret name: lower-case letters, digits, '-' and '.'", o.PullSecret)
 	}
 	if o.PullPolicy != "" && !slices.Contains(pullPolicies, o.PullPolicy) {
 		bad("image pull policy %q is not one of %s", o.PullPolicy, strings.Join(pullPolicies, ", "))

@@ -41,6 +41,7 @@ func TestWasmPluginGolden(t *testing.T) {
 			Selector:     map[string]string{"istio": "ingressgateway", "app.kubernetes.io/part-of": "edge"},
 			Priority:     &priority,
 			PullPolicy:   "IfNotPresent",
+			PullSecret:   "registry-credentials",
 		}},
 		{"defaults", pluginFromSpecFile(t, "testdata/golden/several-routes.spec.yaml"), envoy.IstioOptions{
 			URL:    "file:///opt/filters/tokengate.wasm",
@@ -73,7 +74,7 @@ func TestWasmPluginRoundTrip(t *testing.T) {
 		priority := int32(-3)
 		out, _, err := envoy.WasmPlugin(p, envoy.IstioOptions{
 			URL: "oci://r.example/t@sha256:" + digest, Namespace: "edge", Selector: map[string]string{"app": "gw"},
-			Priority: &priority, Phase: "STATS", PullPolicy: "Always",
+			Priority: &priority, Phase: "STATS", PullPolicy: "Always", PullSecret: "creds",
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -99,6 +100,7 @@ func TestWasmPluginRoundTrip(t *testing.T) {
 			FailStrategy:    strategy,
 			Type:            extensionsv1alpha1.PluginType_HTTP,
 			ImagePullPolicy: extensionsv1alpha1.PullPolicy_Always,
+			ImagePullSecret: "creds",
 			Selector:        &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "gw"}},
 		}
 		if !proto.Equal(m.Spec, want) {
@@ -195,10 +197,11 @@ func TestWasmPluginOptionErrors(t *testing.T) {
 	p := pluginFromSpecFile(t, "testdata/golden/single-route.spec.yaml")
 	_, _, err := envoy.WasmPlugin(p, envoy.IstioOptions{
 		URL: "ftp://x/t.wasm", SHA256: "ABC", Name: "Rate_Limit", Namespace: "a.b",
-		Selector: map[string]string{"bad key": "v", "app": "-x"}, Phase: "LATE", PullPolicy: "Never",
+		Selector: map[string]string{"bad key": "v", "app": "-x"}, Phase: "LATE", PullPolicy: "Never", PullSecret: "My_Secret",
 	})
 	want := `envoy: invalid Istio options: ` +
 		`image pull policy "Never" is not one of IfNotPresent, Always; ` +
+		`image pull secret "My_Secret" must be a Secret name: lower-case letters, digits, '-' and '.'; ` +
 		`name "Rate_Limit" must be a DNS subdomain: lower-case letters, digits, '-' and '.'; ` +
 		`namespace "a.b" must be a DNS label: lower-case letters, digits and '-', at most 63; ` +
 		`phase "LATE" is not one of AUTHN, AUTHZ, STATS, UNSPECIFIED_PHASE; ` +

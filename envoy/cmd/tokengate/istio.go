@@ -27,6 +27,7 @@ func runIstio(e *env, args []string) int {
 	phase := fs.String("phase", envoy.DefaultPhase, "AUTHN, AUTHZ, STATS or UNSPECIFIED_PHASE")
 	priority := fs.Int("priority", 0, "order within the phase, higher first (left out unless given)")
 	pullPolicy := fs.String("pull-policy", "", "IfNotPresent or Always (none: Istio's default)")
+	pullSecret := fs.String("pull-secret", "", "imagePullSecret: a docker-registry Secret in the plugin's namespace, for a private registry")
 	outPath := fs.String("o", "", "output file (default: standard output)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -68,7 +69,7 @@ func runIstio(e *env, args []string) int {
 	}
 
 	opts := envoy.IstioOptions{URL: *url, SHA256: *sha, Name: *name, Namespace: *namespace, Phase: *phase,
-		PullPolicy: *pullPolicy, RootNamespace: *rootNamespace}
+		PullPolicy: *pullPolicy, PullSecret: *pullSecret, RootNamespace: *rootNamespace}
 	if opts.Selector, err = envoy.ParseSelector(*selector); err != nil {
 		e.errorf("istio: %v", err)
 		return exitUsage

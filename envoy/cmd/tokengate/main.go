@@ -49,6 +49,7 @@ var commands = map[string]command{
 	"envoy":     {"generate an Envoy bootstrap from a gateway spec (or only check the spec)", runEnvoy},
 	"istio":     {"generate an Istio WasmPlugin from a plugin configuration or a gateway spec", runIstio},
 	"ratelimit": {"generate the rate limit service's configuration (envoyproxy/ratelimit) or its Kubernetes manifests for the global rules", runRateLimit},
+	"image":     {"build the module's Wasm OCI image (an image layout) or push it to a registry", runImage},
 }
 
 // env is what a subcommand may touch: its streams. Tests run commands with
