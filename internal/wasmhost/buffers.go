@@ -105,7 +105,3 @@ func hostSetBufferBytes(vm *VM, s []uint64) {
 	}
 	setStatus(s, StatusOK)
 }
-
-func hostGetConfiguration(vm *VM, s []uint64) {
-	setStatus(s, vm.writeOut(vm.p.cfg.Configuration, u32(s, 0), u32(s, 1)))
-}

@@ -13,7 +13,7 @@ import (
 // in stream.go, time and ticks in clock.go, logging in log.go, WASI in wasi.go.
 
 // envFunctions returns the proxy-wasm host functions Envoy links under "env" for a module of
-// the given ABI version (cpp-host registers a few only for some versions).
+// the given ABI version (proxy_get_log_level only from 0.2.1, as cpp-host registers it).
 func envFunctions(abi abiVersion) []hostFunc {
 	fns := []hostFunc{
 		i32Func("proxy_log", 3, restrictInit|restrictAlloc, hostLog),
@@ -61,22 +61,12 @@ func envFunctions(abi abiVersion) []hostFunc {
 		}),
 		{name: "emscripten_notify_memory_growth", params: ints(1), fn: func(*VM, []uint64) {}},
 	}
-	switch abi {
-	case abi010:
-		fns = append(fns,
-			i32Func("proxy_get_configuration", 2, 0, hostGetConfiguration),
-			i32Func("proxy_continue_request", 0, 0, func(vm *VM, s []uint64) { s[0] = uint64(vm.continueStream(0)) }),
-			i32Func("proxy_continue_response", 0, 0, func(vm *VM, s []uint64) { s[0] = uint64(vm.continueStream(1)) }),
-			i32Func("proxy_clear_route_cache", 0, 0, func(vm *VM, s []uint64) { s[0] = uint64(StatusOK) }),
-		)
-	case abi020, abi021:
-		fns = append(fns,
-			i32Func("proxy_continue_stream", 1, 0, hostContinueStream),
-			i32Func("proxy_close_stream", 1, 0, hostCloseStream),
-		)
-		if abi == abi021 {
-			fns = append(fns, i32Func("proxy_get_log_level", 1, 0, hostGetLogLevel))
-		}
+	fns = append(fns,
+		i32Func("proxy_continue_stream", 1, 0, hostContinueStream),
+		i32Func("proxy_close_stream", 1, 0, hostCloseStream),
+	)
+	if abi >= abi021 {
+		fns = append(fns, i32Func("proxy_get_log_level", 1, 0, hostGetLogLevel))
 	}
 	return fns
 }

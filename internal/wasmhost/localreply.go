@@ -33,7 +33,7 @@ func (s *Stream) sendLocalReply(throughFilter bool) {
 		s.reply = nil
 		if fn := vm.fns.respHeaders; fn != nil {
 			vm.stack[0], vm.stack[1], vm.stack[2] = uint64(s.id), uint64(len(s.resp.headers)), boolValue(len(body) == 0)
-			r, ok := vm.invoke(fn, s, vm.p.module.headerArgs())
+			r, ok := vm.invoke(fn, s, 3)
 			if !ok {
 				s.failStream()
 				if s.reply != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -12,25 +13,50 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
-// abiVersion is the proxy-wasm ABI a module declares through its proxy_abi_version_* export.
-type abiVersion int
+// abiVersion is a proxy-wasm ABI version the host supports, as a module declares it by
+// exporting a function named proxy_abi_version_<major>_<minor>_<patch>.
+type abiVersion uint8
 
 const (
-	abi010 abiVersion = iota + 1
-	abi020
-	abi021
+	abi020 abiVersion = iota + 1 // proxy_abi_version_0_2_0
+	abi021                       // proxy_abi_version_0_2_1: adds proxy_get_log_level
 )
 
 func (a abiVersion) String() string {
 	switch a {
-	case abi010:
-		return "0.1.0"
 	case abi020:
 		return "0.2.0"
 	case abi021:
 		return "0.2.1"
 	}
-	return "unknown"
+	return "abiVersion(" + strconv.Itoa(int(a)) + ")"
+}
+
+const abiExportPrefix = "proxy_abi_version_"
+
+// moduleABI returns the ABI version a module's exports declare. Envoy also loads ABI 0.1.0
+// modules; this host does not (its 0.1.0 host calls and callback signatures were never run
+// by any test), so it refuses them, and any other version, by the export's name.
+func moduleABI(exports map[string]api.FunctionDefinition) (abiVersion, error) {
+	switch {
+	case exports[abiExportPrefix+"0_2_1"] != nil:
+		return abi021, nil
+	case exports[abiExportPrefix+"0_2_0"] != nil:
+		return abi020, nil
+	}
+	var declared []string
+	for name := range exports {
+		if strings.HasPrefix(name, abiExportPrefix) {
+			declared = append(declared, name)
+		}
+	}
+	if len(declared) == 0 {
+		return 0, errors.New("wasmhost: missing proxy-wasm ABI version: the module exports no " +
+			abiExportPrefix + "* function (Envoy: \"Missing or unknown Proxy-Wasm ABI version\")")
+	}
+	sort.Strings(declared)
+	return 0, fmt.Errorf("wasmhost: unsupported proxy-wasm ABI version %s: this host supports 0.2.0 and 0.2.1",
+		strings.Join(declared, ", "))
 }
 
 // compilationCache is shared by every Module of the process: compiling the same bytes twice
@@ -47,11 +73,12 @@ type Module struct {
 	seq       atomic.Uint64
 }
 
-// ABIVersion returns the proxy-wasm ABI version the module declares ("0.2.1", "0.2.0", "0.1.0").
+// ABIVersion returns the proxy-wasm ABI version the module declares: "0.2.0" or "0.2.1".
 func (m *Module) ABIVersion() string { return m.abi.String() }
 
 // Compile compiles a proxy-wasm module with wazero's compiler engine and checks it the way
-// Envoy loads it: the module must export proxy_abi_version_0_2_1, _0_2_0 or _0_1_0, must
+// Envoy loads it: the module must export proxy_abi_version_0_2_1 or _0_2_0 (Envoy also takes
+// _0_1_0; this host refuses it by name), must
 // export malloc or proxy_on_memory_allocate, its known callbacks must have the ABI's
 // signatures, and it may import only what Envoy offers (the proxy-wasm functions of its ABI
 // version under "env" and Envoy's stub WASI). Every offending import is named in the error.
@@ -76,15 +103,8 @@ func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (*Module, erro
 	}
 	m := &Module{rt: rt, cm: cm}
 	exports := cm.ExportedFunctions()
-	switch {
-	case exports["proxy_abi_version_0_2_1"] != nil:
-		m.abi = abi021
-	case exports["proxy_abi_version_0_2_0"] != nil:
-		m.abi = abi020
-	case exports["proxy_abi_version_0_1_0"] != nil:
-		m.abi = abi010
-	default:
-		return nil, errors.New("wasmhost: Missing or unknown Proxy-Wasm ABI version")
+	if m.abi, err = moduleABI(exports); err != nil {
+		return nil, err
 	}
 	switch {
 	case exports["malloc"] != nil:
@@ -92,9 +112,9 @@ func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (*Module, erro
 	case exports["proxy_on_memory_allocate"] != nil:
 		m.allocName = "proxy_on_memory_allocate"
 	default:
-		return nil, errors.New("wasmhost: Wasm module is missing malloc function.")
+		return nil, errors.New("wasmhost: the module exports neither malloc nor proxy_on_memory_allocate (Envoy: \"Wasm module is missing malloc function.\")")
 	}
-	if err := checkExports(exports, m.abi); err != nil {
+	if err := checkExports(exports); err != nil {
 		return nil, err
 	}
 
@@ -135,38 +155,33 @@ type exportSig struct {
 	result bool
 }
 
-func expectedExports(abi abiVersion) map[string]exportSig {
-	hdr := 3
-	if abi == abi010 {
-		hdr = 2
-	}
-	return map[string]exportSig{
-		"_initialize":                 {0, false},
-		"_start":                      {0, false},
-		"main":                        {2, true},
-		"malloc":                      {1, true},
-		"proxy_on_memory_allocate":    {1, true},
-		"proxy_on_context_create":     {2, false},
-		"proxy_on_vm_start":           {2, true},
-		"proxy_on_configure":          {2, true},
-		"proxy_on_tick":               {1, false},
-		"proxy_on_done":               {1, true},
-		"proxy_on_log":                {1, false},
-		"proxy_on_delete":             {1, false},
-		"proxy_on_request_headers":    {hdr, true},
-		"proxy_on_request_body":       {3, true},
-		"proxy_on_request_trailers":   {2, true},
-		"proxy_on_response_headers":   {hdr, true},
-		"proxy_on_response_body":      {3, true},
-		"proxy_on_response_trailers":  {2, true},
-		"proxy_on_queue_ready":        {2, false},
-		"proxy_on_http_call_response": {5, false},
-	}
+// expectedExports are the module exports cpp-host calls, with their ABI 0.2 signatures.
+var expectedExports = map[string]exportSig{
+	"_initialize":                 {0, false},
+	"_start":                      {0, false},
+	"main":                        {2, true},
+	"malloc":                      {1, true},
+	"proxy_on_memory_allocate":    {1, true},
+	"proxy_on_context_create":     {2, false},
+	"proxy_on_vm_start":           {2, true},
+	"proxy_on_configure":          {2, true},
+	"proxy_on_tick":               {1, false},
+	"proxy_on_done":               {1, true},
+	"proxy_on_log":                {1, false},
+	"proxy_on_delete":             {1, false},
+	"proxy_on_request_headers":    {3, true},
+	"proxy_on_request_body":       {3, true},
+	"proxy_on_request_trailers":   {2, true},
+	"proxy_on_response_headers":   {3, true},
+	"proxy_on_response_body":      {3, true},
+	"proxy_on_response_trailers":  {2, true},
+	"proxy_on_queue_ready":        {2, false},
+	"proxy_on_http_call_response": {5, false},
 }
 
-func checkExports(exports map[string]api.FunctionDefinition, abi abiVersion) error {
+func checkExports(exports map[string]api.FunctionDefinition) error {
 	var bad []string
-	for name, want := range expectedExports(abi) {
+	for name, want := range expectedExports {
 		def := exports[name]
 		if def == nil {
 			continue
@@ -247,12 +262,4 @@ func sigString(params, results []api.ValueType) string {
 	}
 	b.WriteByte(')')
 	return b.String()
-}
-
-// headerArgs is the parameter count of proxy_on_request/response_headers.
-func (m *Module) headerArgs() int {
-	if m.abi == abi010 {
-		return 2
-	}
-	return 3
 }

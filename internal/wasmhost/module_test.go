@@ -147,9 +147,13 @@ func TestCompileRejects(t *testing.T) {
 		wasm  []byte
 		wants []string
 	}{
-		{"empty module", buildWasm(nil, nil), []string{"Missing or unknown Proxy-Wasm ABI version"}},
-		{"no abi export", buildWasm(nil, []wasmExport{allocator}), []string{"Missing or unknown Proxy-Wasm ABI version"}},
-		{"no allocator", buildWasm(nil, []wasmExport{abiExport020}), []string{"missing malloc function"}},
+		{"empty module", buildWasm(nil, nil), []string{"missing proxy-wasm ABI version", "Missing or unknown Proxy-Wasm ABI version"}},
+		{"no abi export", buildWasm(nil, []wasmExport{allocator}), []string{"missing proxy-wasm ABI version"}},
+		{"ABI 0.1.0, which Envoy takes and this host does not", buildWasm(nil, []wasmExport{{name: "proxy_abi_version_0_1_0", sig: sigVoid}, allocator}),
+			[]string{"unsupported proxy-wasm ABI version proxy_abi_version_0_1_0", "supports 0.2.0 and 0.2.1"}},
+		{"unknown ABI named", buildWasm(nil, []wasmExport{{name: "proxy_abi_version_0_3_0", sig: sigVoid}, allocator}),
+			[]string{"unsupported proxy-wasm ABI version proxy_abi_version_0_3_0"}},
+		{"no allocator", buildWasm(nil, []wasmExport{abiExport020}), []string{"neither malloc nor proxy_on_memory_allocate"}},
 		{"imports outside Envoy's set, all named", buildWasm([]wasmImport{
 			{"env", "proxy_log", i32x3},
 			{"env", "proxy_frobnicate", i32x3},

@@ -88,7 +88,7 @@ func NewPlugin(ctx context.Context, m *Module, cfg PluginConfig) (*Plugin, error
 	p.monoBase = p.clock.Now()
 	p.shared.acquire(cfg.VMID)
 
-	canary := newVM(p, "canary")
+	canary := newVM(p, roleCanary, 0)
 	var lines []string
 	canary.capture = &lines
 	canary.mu.Lock()
@@ -107,9 +107,9 @@ func NewPlugin(ctx context.Context, m *Module, cfg PluginConfig) (*Plugin, error
 		return nil, fmt.Errorf("wasmhost: plugin %q rejected: canary VM failed: %w%s", cfg.Name, err, guestLog)
 	}
 
-	p.main = newVM(p, "main")
+	p.main = newVM(p, roleMain, 0)
 	for i := 0; i < cfg.Concurrency; i++ {
-		p.workers = append(p.workers, newVM(p, fmt.Sprintf("worker-%d", i)))
+		p.workers = append(p.workers, newVM(p, roleWorker, i))
 	}
 	for _, vm := range p.all() {
 		vm.mu.Lock()

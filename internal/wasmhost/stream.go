@@ -198,11 +198,11 @@ func (s *Stream) result(act Action, h Headers, body []byte) Result {
 // local reply asked for during the callback is sent, through the filter's response
 // callbacks when the request was being decoded. ended reports that either happened: the
 // callback's own action no longer matters.
-func (s *Stream) callback(fn api.Function, nargs int, size int, endOfStream, decoding bool) (act Action, ended bool) {
+func (s *Stream) callback(fn api.Function, size int, endOfStream, decoding bool) (act Action, ended bool) {
 	vm := s.vm
 	if fn != nil {
 		vm.stack[0], vm.stack[1], vm.stack[2] = uint64(s.id), uint64(size), boolValue(endOfStream)
-		r, ok := vm.invoke(fn, s, nargs)
+		r, ok := vm.invoke(fn, s, 3)
 		if !ok {
 			s.failStream()
 			return Continue, true
@@ -228,7 +228,7 @@ func (s *Stream) RequestHeaders(h Headers, endOfStream bool) Result {
 	if s.skip() {
 		return s.result(Continue, s.req.headers, nil)
 	}
-	act, ended := s.callback(vm.fns.reqHeaders, vm.p.module.headerArgs(), len(s.req.headers), endOfStream, true)
+	act, ended := s.callback(vm.fns.reqHeaders, len(s.req.headers), endOfStream, true)
 	if !ended {
 		s.req.headersReturned(act)
 	}
@@ -245,7 +245,7 @@ func (s *Stream) RequestBody(chunk []byte, endOfStream bool) Result {
 	if s.skip() {
 		return s.result(Continue, s.req.headers, s.req.body)
 	}
-	act, ended := s.callback(vm.fns.reqBody, 3, len(s.req.body), endOfStream, true)
+	act, ended := s.callback(vm.fns.reqBody, len(s.req.body), endOfStream, true)
 	if !ended {
 		s.req.bodyReturned(act)
 	}
@@ -267,7 +267,7 @@ func (s *Stream) ResponseHeaders(h Headers, endOfStream bool) Result {
 	if s.skip() {
 		return s.result(Continue, s.resp.headers, nil)
 	}
-	act, ended := s.callback(vm.fns.respHeaders, vm.p.module.headerArgs(), len(s.resp.headers), endOfStream, false)
+	act, ended := s.callback(vm.fns.respHeaders, len(s.resp.headers), endOfStream, false)
 	if !ended {
 		s.resp.headersReturned(act)
 		s.respCode = statusOf(s.resp.headers, s.respCode)
@@ -287,7 +287,7 @@ func (s *Stream) ResponseBody(chunk []byte, endOfStream bool) Result {
 	if s.skip() {
 		return s.result(Continue, s.resp.headers, s.resp.body)
 	}
-	act, ended := s.callback(vm.fns.respBody, 3, len(s.resp.body), endOfStream, false)
+	act, ended := s.callback(vm.fns.respBody, len(s.resp.body), endOfStream, false)
 	if !ended {
 		s.resp.bodyReturned(act)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 type VM struct {
 	mu   sync.Mutex
 	p    *Plugin
-	name string // "canary", "main", "worker-<i>"
+	role vmRole
+	name string // "canary", "main", "worker-<i>": for logs and instance names
 	ctx  *vmCtx
 
 	// The live instance; replaced by a reload.
@@ -112,11 +114,29 @@ func vmFrom(ctx context.Context) *VM {
 var errReturnedFalse = errors.New("returned false")
 
 // errTestTrap is the trap TrapNextCallback injects.
-var errTestTrap = errors.New("wasmhost: trap injected by TrapNextCallback")
+var errTestTrap = errors.New("trap injected by TrapNextCallback")
 
-func newVM(p *Plugin, name string) *VM {
+// vmRole is what a VM is for in its plugin.
+type vmRole uint8
+
+const (
+	roleCanary vmRole = iota // the throw-away VM that checks the configuration; never reloaded
+	roleMain                 // the main thread's VM
+	roleWorker               // a worker thread's VM
+)
+
+// newVM makes a VM of the given role; worker numbers the workers from 0.
+func newVM(p *Plugin, role vmRole, worker int) *VM {
+	name := "main"
+	switch role {
+	case roleCanary:
+		name = "canary"
+	case roleWorker:
+		name = "worker-" + strconv.Itoa(worker)
+	}
 	vm := &VM{
 		p:          p,
+		role:       role,
 		name:       name,
 		stack:      make([]uint64, 8),
 		allocStack: make([]uint64, 1),
@@ -270,7 +290,7 @@ func (vm *VM) fail(err error) {
 	}
 	vm.failed, vm.failErr = true, err
 	vm.logString(LogCritical, "Plugin Crash: "+err.Error())
-	if vm.p.cfg.FailurePolicy == FailReload && vm.name != "canary" {
+	if vm.p.cfg.FailurePolicy == FailReload && vm.role != roleCanary {
 		vm.reloadAt = vm.p.clock.Now().Add(vm.p.reloadDelay(vm.reloads))
 	}
 }
@@ -278,7 +298,7 @@ func (vm *VM) fail(err error) {
 // maybeReload restarts a failed VM under FailReload once its back-off has elapsed on the
 // Clock. vm.mu must be held.
 func (vm *VM) maybeReload() {
-	if !vm.failed || vm.closed || vm.p.cfg.FailurePolicy != FailReload || vm.name == "canary" {
+	if !vm.failed || vm.closed || vm.p.cfg.FailurePolicy != FailReload || vm.role == roleCanary {
 		return
 	}
 	if vm.p.clock.Now().Before(vm.reloadAt) {
@@ -351,12 +371,12 @@ func (vm *VM) shutdown(ctx context.Context) error {
 	vm.inst = nil
 	vm.failed, vm.started = true, false
 	if vm.failErr == nil {
-		vm.failErr = errors.New("VM closed")
+		vm.failErr = errors.New("closed with its plugin")
 	}
 	return err
 }
 
-// context returns the effective stream of the running callback (nil: root context).
+// stream returns the effective stream of the running callback (nil: root context).
 func (vm *VM) stream() *Stream {
 	if vm.effSet {
 		return vm.eff
