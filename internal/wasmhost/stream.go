@@ -84,14 +84,6 @@ func (h *half) bodyReturned(act Action) {
 	}
 }
 
-// resume is proxy_continue_stream for this direction.
-func (h *half) resume(dropHeaders bool) {
-	h.resumed = true
-	if dropHeaders {
-		h.state = halfPassed
-	}
-}
-
 // Stream is one HTTP stream through the filter: an Envoy stream context with its own
 // context id. Drive it in order: RequestHeaders, RequestBody (per chunk, only if there is a
 // body), ResponseHeaders, ResponseBody, then Close. Its methods serialize on the VM's mutex.
@@ -332,30 +324,48 @@ func (s *Stream) Close() {
 	}
 }
 
+// Stream types of proxy_continue_stream and proxy_close_stream.
+const (
+	streamTypeRequest    = 0
+	streamTypeResponse   = 1
+	streamTypeDownstream = 2 // a network-filter stream: nothing to do in an HTTP context
+	streamTypeUpstream   = 3
+)
+
 // hostContinueStream is proxy_continue_stream(stream_type): the paused direction of the
-// effective stream is let go once the current callback has returned. Envoy drops the
-// request headers (and body) at once. From a root context it does nothing.
+// effective stream is let go once the current callback has returned. Like Envoy, continuing
+// either direction drops the request headers (and body) at once; from a root context it
+// does nothing but that. Downstream is OK and does nothing, upstream UNIMPLEMENTED.
 func hostContinueStream(vm *VM, s []uint64) { setStatus(s, vm.continueStream(u32(s, 0))) }
 
 func (vm *VM) continueStream(typ uint32) Status {
-	st := vm.stream()
 	switch typ {
-	case 0:
-		if st != nil {
-			st.req.resume(true)
-		}
-	case 1:
-		if st != nil {
-			st.resp.resume(false)
-		}
+	case streamTypeRequest, streamTypeResponse:
+	case streamTypeDownstream:
+		return StatusOK
+	case streamTypeUpstream:
+		return StatusUnimplemented
 	default:
 		return StatusBadArgument
+	}
+	if st := vm.stream(); st != nil {
+		if typ == streamTypeRequest {
+			st.req.resumed = true
+		} else {
+			st.resp.resumed = true
+		}
+		st.req.state = halfPassed
 	}
 	return StatusOK
 }
 
-// hostCloseStream is proxy_close_stream: recorded on the stream, not acted on.
+// hostCloseStream is proxy_close_stream(stream_type): recorded on the stream, not acted on
+// (Envoy resets the stream after the callback, details "wasm_close_stream").
 func hostCloseStream(vm *VM, s []uint64) {
+	if u32(s, 0) > streamTypeUpstream {
+		setStatus(s, StatusBadArgument)
+		return
+	}
 	if st := vm.stream(); st != nil {
 		st.closedByFilter = true
 	}

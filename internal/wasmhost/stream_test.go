@@ -1,6 +1,7 @@
 package wasmhost
 
 import (
+	"strconv"
 	"testing"
 )
 
@@ -71,5 +72,53 @@ func TestContextIDsNeverReused(t *testing.T) {
 	}
 	if d := vm.NewStream(info); d.ID() != 8 {
 		t.Fatalf("id %d, want 8 (Serve uses ids too)", d.ID())
+	}
+}
+
+// TestContinueStream: proxy_continue_stream as Envoy's HTTP context answers it. Continuing
+// either direction takes the request headers away; a paused request that continued is
+// served, not answered 500.
+func TestContinueStream(t *testing.T) {
+	p, _ := newTestPlugin(t, PluginConfig{})
+	vm := p.Worker(0)
+	tests := []struct {
+		cmds       string
+		wantStatus string // of the continue
+		wantMap    string // of a request-header read after it
+		wantServed int
+	}{
+		{"pause,continue:0,reqmap", "status=0", "status=2", 200},
+		{"pause,continue:1,reqmap", "status=0", "status=2", 500}, // the request stays paused
+		{"pause,continue:2,reqmap", "status=0", "status=0", 500},
+		{"pause,continue:3,reqmap", "status=12", "status=0", 500},
+		{"pause,continue:4,reqmap", "status=2", "status=0", 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.cmds, func(t *testing.T) {
+			id := strconv.Itoa(int(vm.nextID))
+			typ := tt.cmds[len("pause,continue:") : len("pause,continue:")+1]
+			resp := vm.Serve(info, Request{Headers: req(tt.cmds)}, nil)
+			if resp.Status != tt.wantServed {
+				t.Errorf("served %d, want %d", resp.Status, tt.wantServed)
+			}
+			if got := sharedString(t, p, "continue"+typ+"."+id); got != tt.wantStatus {
+				t.Errorf("continue_stream(%s) = %s, want %s", typ, got, tt.wantStatus)
+			}
+			if got := sharedString(t, p, "reqmap."+id); got != tt.wantMap {
+				t.Errorf("request headers after it: %s, want %s", got, tt.wantMap)
+			}
+		})
+	}
+}
+
+func TestCloseStreamStatus(t *testing.T) {
+	p, _ := newTestPlugin(t, PluginConfig{})
+	vm := p.Worker(0)
+	for typ, want := range map[string]string{"0": "status=0", "3": "status=0", "4": "status=2"} {
+		id := strconv.Itoa(int(vm.nextID))
+		vm.Serve(info, Request{Headers: req("closestream:" + typ)}, nil)
+		if got := sharedString(t, p, "closestream"+typ+"."+id); got != want {
+			t.Errorf("close_stream(%s) = %s, want %s", typ, got, want)
+		}
 	}
 }

@@ -77,6 +77,12 @@ func proxySetTickPeriod(ms uint32) uint32
 //go:wasmimport env proxy_set_effective_context
 func proxySetEffectiveContext(id uint32) uint32
 
+//go:wasmimport env proxy_continue_stream
+func proxyContinueStream(typ uint32) uint32
+
+//go:wasmimport env proxy_close_stream
+func proxyCloseStream(typ uint32) uint32
+
 //go:wasmimport env proxy_get_current_time_nanoseconds
 func proxyGetCurrentTime(t *uint64) uint32
 
@@ -349,6 +355,18 @@ func onRequestHeaders(id, n, eos uint32) uint32 {
 			println(arg)
 		case "pause":
 			action = 1
+		case "continue", "closestream":
+			// Recorded in shared data: continuing may take the request headers away.
+			typ, _ := strconv.Atoi(arg)
+			s := proxyContinueStream
+			if name == "closestream" {
+				s = proxyCloseStream
+			}
+			setShared(name+arg+"."+strconv.Itoa(int(id)), st(s(uint32(typ))), 0)
+		case "reqmap":
+			// Whether the request headers are still reachable, recorded in shared data.
+			_, s := getHeader(0, ":path")
+			setShared("reqmap."+strconv.Itoa(int(id)), st(s), 0)
 		case "panic":
 			panic("guest panic on request")
 		}
