@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/limiter"
 	"github.com/tokengate/tokengate/internal/proxywasm"
 )
@@ -44,32 +45,64 @@ func (hostClock) Now() int64 { return proxywasm.Now() }
 
 // metrics maps the limiter's per-rule counters to proxy-wasm metric ids.
 type metrics struct {
-	ids [][limiter.NumCounters]uint32
+	ids     [][limiter.NumCounters]uint32
+	defined []uint32 // per rule, bit c: counter c has an id
+}
+
+// defineMetrics defines every counter of every rule. A counter the host
+// refuses to define is logged once, with the host's status, and left out:
+// the filter works on without it.
+func defineMetrics(cfg *config.Config) metrics {
+	m := metrics{ids: make([][limiter.NumCounters]uint32, len(cfg.Rules)), defined: make([]uint32, len(cfg.Rules))}
+	for i := range cfg.Rules {
+		for c := limiter.Counter(0); c < limiter.NumCounters; c++ {
+			name := limiter.MetricName(cfg.Rules[i].Name, c)
+			id, st := proxywasm.DefineMetric(proxywasm.MetricCounter, name)
+			if st != proxywasm.StatusOK {
+				proxywasm.Log(proxywasm.LogError, "tokengate: counter "+name+" not defined, it will not be kept: "+st.String())
+				continue
+			}
+			m.ids[i][c] = id
+			m.defined[i] |= 1 << c
+		}
+	}
+	return m
 }
 
 func (m *metrics) Add(rule int, c limiter.Counter, delta int64) {
-	if id := m.ids[rule][c]; id != 0 {
-		proxywasm.IncrementMetric(id, delta)
+	if m.defined[rule]&(1<<c) != 0 {
+		proxywasm.IncrementMetric(m.ids[rule][c], delta)
 	}
 }
 
-// request is the limiter's view of the current request headers. The first
-// header asked for fetches the whole map in one host call (one round trip
-// into the host and one into the guest allocator, instead of two per
-// header); lookups then scan it locally. Values are valid for the callback.
+// request is the limiter's view of the current request headers. When the
+// rules read one header only, it asks the host for that header alone;
+// otherwise the first header asked for fetches the whole map in one host
+// call (one round trip into the host and one into the guest allocator,
+// instead of two per header) and lookups scan it locally. Values are valid
+// for the callback.
 type request struct {
-	pairs   []byte
+	single  string // the one header the rules read; "" when several
+	value   []byte // single's value, or the whole map in header-pairs format
+	found   bool
 	fetched bool
 }
 
-func (r *request) reset() { *r = request{} }
+func (r *request) reset(single string) { *r = request{single: single} }
 
 func (r *request) Header(name string) ([]byte, bool) {
-	if !r.fetched {
-		r.pairs, _ = proxywasm.GetHeaderPairs(proxywasm.MapRequestHeaders)
-		r.fetched = true
+	if r.single != "" && name == r.single {
+		if !r.fetched {
+			v, st := proxywasm.GetHeader(proxywasm.MapRequestHeaders, name)
+			r.value, r.found, r.fetched = v, st == proxywasm.StatusOK, true
+		}
+		return r.value, r.found
 	}
-	return proxywasm.LookupPair(r.pairs, name)
+	if r.single != "" || !r.fetched {
+		r.value, _ = proxywasm.GetHeaderPairs(proxywasm.MapRequestHeaders)
+		r.single, r.fetched = "", true
+	}
+	return proxywasm.LookupPair(r.value, name)
 }
 
 const propSourceAddress = "source\x00address"

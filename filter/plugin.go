@@ -18,54 +18,54 @@ type vm struct {
 	roots   []*root // few: one per plugin sharing this VM
 	streams streamTable
 	req     request
-	scratch []byte // header values being rendered
-	reply   replyHeaders
+	reply   limiter.Headers // headers of the local reply being sent
+	pairs   [][2]string     // reply in pairs, for encoding
+	encoded []byte
 }
 
 // root is one configured plugin.
 type root struct {
-	ctx     uint32
+	id      uint32
 	cfg     *config.Config
 	lim     *limiter.Limiter
 	metrics metrics
+	single  string // the one request header the rules read, if one
 }
 
-func newVM() *vm {
-	return &vm{scratch: make([]byte, 0, 256)}
-}
+func newVM() *vm { return &vm{} }
 
-// root returns the root context ctx, or nil. A linear scan: a VM hosts one
+// root returns root context id, or nil. A linear scan: a VM hosts one
 // plugin, rarely a few, and Go maps are slow inside wasm.
-func (v *vm) root(ctx uint32) *root {
+func (v *vm) root(id uint32) *root {
 	for _, r := range v.roots {
-		if r.ctx == ctx {
+		if r.id == id {
 			return r
 		}
 	}
 	return nil
 }
 
-func (v *vm) OnContextCreate(ctx, parent uint32) {
+func (v *vm) OnContextCreate(id, parent uint32) {
 	if parent == 0 {
-		v.roots = append(v.roots, &root{ctx: ctx})
+		v.roots = append(v.roots, &root{id: id})
 		return
 	}
-	v.streams.open(ctx, v.root(parent))
+	v.streams.open(id, v.root(parent))
 }
 
 func (v *vm) OnVMStart(uint32, int) bool { return true }
 
 // OnConfigure validates the plugin configuration; on any problem it logs
 // them all in one critical line and returns false, so Envoy rejects it.
-func (v *vm) OnConfigure(ctx uint32, size int) bool {
-	r := v.root(ctx)
+func (v *vm) OnConfigure(id uint32, size int) bool {
+	r := v.root(id)
 	if r == nil {
-		r = &root{ctx: ctx}
+		r = &root{id: id}
 		v.roots = append(v.roots, r)
 	}
 	raw, st := proxywasm.GetBuffer(proxywasm.BufferPluginConfiguration, 0, size)
 	if st != proxywasm.StatusOK && size > 0 {
-		proxywasm.Log(proxywasm.LogCritical, "tokengate: cannot read the plugin configuration")
+		proxywasm.Log(proxywasm.LogCritical, "tokengate: cannot read the plugin configuration: "+st.String())
 		return false
 	}
 	cfg, err := config.Parse(append([]byte(nil), raw...))
@@ -81,21 +81,13 @@ func (v *vm) OnConfigure(ctx uint32, size int) bool {
 	if p, st := proxywasm.GetProperty("plugin_name"); st == proxywasm.StatusOK && len(p) > 0 {
 		name = string(p)
 	}
-	m := metrics{ids: make([][limiter.NumCounters]uint32, len(cfg.Rules))}
-	for i := range cfg.Rules {
-		for c := limiter.Counter(0); c < limiter.NumCounters; c++ {
-			id, st := proxywasm.DefineMetric(proxywasm.MetricCounter, limiter.MetricName(cfg.Rules[i].Name, c))
-			if st == proxywasm.StatusOK {
-				m.ids[i][c] = id
-			}
-		}
-	}
-	r.cfg, r.metrics = cfg, m
+	r.cfg, r.metrics = cfg, defineMetrics(cfg)
 	r.lim = limiter.New(cfg, name, sharedData{}, &r.metrics)
 	if err := r.lim.Start(proxywasm.Now(), rand.Uint64()); err != nil {
 		proxywasm.Log(proxywasm.LogCritical, "tokengate: shared data unusable: "+err.Error())
 		return false
 	}
+	r.single, _ = r.lim.SingleHeader()
 	proxywasm.Log(proxywasm.LogInfo, "tokengate: configured "+plural(len(cfg.Rules), "rule")+" for plugin "+name)
 	return true
 }
@@ -108,85 +100,83 @@ func plural(n int, word string) string {
 	return s
 }
 
-func (v *vm) OnRequestHeaders(ctx uint32, _ int, _ bool) proxywasm.Action {
-	s := v.streams.get(ctx)
+// OnRequestHeaders is the request path: the local rules decide; a refusal
+// is answered at once; an admitted request has its rate-limit headers
+// rendered now, once, for the response.
+func (v *vm) OnRequestHeaders(id uint32, _ int, _ bool) proxywasm.Action {
+	s := v.streams.get(id)
 	if s == nil || s.root == nil || s.root.lim == nil {
 		return proxywasm.ActionContinue
 	}
-	v.req.reset()
+	v.req.reset(s.root.single)
 	d := s.root.lim.Decide(&v.req, hostClock{})
-	s.keep(d)
-	if !d.Denied {
+	if d.Denied {
+		return v.refuse(s, d)
+	}
+	if len(d.Verdicts) > 0 {
+		s.root.lim.AppendHeaders(&s.headers, d)
+	}
+	return v.admit(s)
+}
+
+// admit lets a request the local rules allowed go on. Tiers that decide
+// after the local rules (and may pause the stream) belong here.
+func (v *vm) admit(*stream) proxywasm.Action {
+	return proxywasm.ActionContinue
+}
+
+// refuse answers the stream with the configured reply and d's headers. If
+// the host refuses to send it, the stream continues rather than staying
+// paused with no answer: the refusal is counted and logged, the request let
+// through.
+func (v *vm) refuse(s *stream, d *limiter.Decision) proxywasm.Action {
+	cfg := s.root.cfg
+	v.reply.Reset()
+	v.reply.Add("content-type", cfg.ContentType)
+	s.root.lim.AppendHeaders(&v.reply, d)
+	if st := v.sendReply(cfg); st != proxywasm.StatusOK {
+		proxywasm.Log(proxywasm.LogError, "tokengate: the local reply was not sent, the request continues: "+st.String())
 		return proxywasm.ActionContinue
 	}
-	cfg := s.root.cfg
-	v.reply.reset()
-	v.reply.Emit("content-type", unsafe.Slice(unsafe.StringData(cfg.ContentType), len(cfg.ContentType)))
-	v.scratch = s.root.lim.EmitHeaders(&v.reply, d, v.scratch)
-	body := unsafe.Slice(unsafe.StringData(cfg.Body), len(cfg.Body))
-	proxywasm.SendLocalResponse(cfg.Status, "tokengate_rate_limited", body, v.reply.encode())
 	s.replied = true
 	return proxywasm.ActionPause
 }
 
-func (v *vm) OnResponseHeaders(ctx uint32, _ int, _ bool) proxywasm.Action {
-	// A stream no rule matched has no verdicts, and EmitHeaders renders
-	// nothing for those or under "headers": "none".
-	s := v.streams.get(ctx)
-	if s == nil || s.replied || len(s.decision.Verdicts) == 0 {
+// sendReply sends the configuration's local reply with the headers in
+// v.reply.
+func (v *vm) sendReply(cfg *config.Config) proxywasm.Status {
+	v.pairs = v.pairs[:0]
+	for i := 0; i < v.reply.Len(); i++ {
+		name, value := v.reply.At(i)
+		v.pairs = append(v.pairs, [2]string{name, unsafe.String(unsafe.SliceData(value), len(value))})
+	}
+	v.encoded = proxywasm.AppendPairs(v.encoded[:0], v.pairs)
+	body := unsafe.Slice(unsafe.StringData(cfg.Body), len(cfg.Body))
+	return proxywasm.SendLocalResponse(cfg.Status, "tokengate_rate_limited", body, v.encoded)
+}
+
+// OnResponseHeaders adds the headers rendered when the request was decided.
+// A local reply carries its own, and a stream no rule matched has none.
+func (v *vm) OnResponseHeaders(id uint32, _ int, _ bool) proxywasm.Action {
+	s := v.streams.get(id)
+	if s == nil || s.replied {
 		return proxywasm.ActionContinue
 	}
-	v.scratch = s.root.lim.EmitHeaders(responseHeaders{}, &s.decision, v.scratch)
+	for i := 0; i < s.headers.Len(); i++ {
+		name, value := s.headers.At(i)
+		proxywasm.ReplaceHeader(proxywasm.MapResponseHeaders, name, value)
+	}
 	return proxywasm.ActionContinue
 }
 
-func (v *vm) OnDelete(ctx uint32) {
-	if v.streams.close(ctx) {
+func (v *vm) OnDelete(id uint32) {
+	if v.streams.close(id) {
 		return
 	}
 	for i, r := range v.roots {
-		if r.ctx == ctx {
+		if r.id == id {
 			v.roots = append(v.roots[:i], v.roots[i+1:]...)
 			return
 		}
 	}
-}
-
-// responseHeaders adds rendered headers to the upstream response.
-type responseHeaders struct{}
-
-func (responseHeaders) Emit(name string, value []byte) {
-	proxywasm.ReplaceHeader(proxywasm.MapResponseHeaders, name, value)
-}
-
-// replyHeaders collects the headers of a local reply and encodes them in the
-// header-pairs format without allocating once warm.
-type replyHeaders struct {
-	names  []string
-	values []byte
-	ends   []int
-	pairs  [][2]string
-	out    []byte
-}
-
-func (h *replyHeaders) reset() {
-	h.names, h.values, h.ends = h.names[:0], h.values[:0], h.ends[:0]
-}
-
-func (h *replyHeaders) Emit(name string, value []byte) {
-	h.names = append(h.names, name)
-	h.values = append(h.values, value...)
-	h.ends = append(h.ends, len(h.values))
-}
-
-func (h *replyHeaders) encode() []byte {
-	h.pairs = h.pairs[:0]
-	start := 0
-	for i, name := range h.names {
-		v := h.values[start:h.ends[i]]
-		h.pairs = append(h.pairs, [2]string{name, unsafe.String(unsafe.SliceData(v), len(v))})
-		start = h.ends[i]
-	}
-	h.out = proxywasm.AppendPairs(h.out[:0], h.pairs)
-	return h.out
 }

@@ -5,24 +5,18 @@ package main
 import "github.com/tokengate/tokengate/internal/limiter"
 
 // stream is the state of one HTTP stream between its request and response
-// headers: the decision, kept to render the response's rate-limit headers.
+// headers.
 type stream struct {
-	ctx      uint32
-	root     *root
-	replied  bool // a local reply was sent: it already carries the headers
-	decision limiter.Decision
-}
-
-// keep copies d, which the limiter reuses, into the stream.
-func (s *stream) keep(d *limiter.Decision) {
-	s.decision.Denied, s.decision.Deny = d.Denied, d.Deny
-	s.decision.Verdicts = append(s.decision.Verdicts[:0], d.Verdicts...)
+	id      uint32
+	root    *root
+	replied bool            // a local reply was sent: it carried the headers
+	headers limiter.Headers // rendered for the response when the request was admitted
 }
 
 // streamTable finds a stream by context id without a Go map on the request
 // path: context ids grow by one per context, so a ring indexed by the low
 // bits almost never collides; the rare stream that outlives a full turn of
-// the ring goes to an overflow map. Streams are recycled, verdict slices
+// the ring goes to an overflow map. Streams are recycled, header buffers
 // included, so a warm VM allocates nothing per stream.
 type streamTable struct {
 	ring     [ringSize]*stream
@@ -32,17 +26,16 @@ type streamTable struct {
 
 const ringSize = 1024
 
-func (t *streamTable) open(ctx uint32, r *root) {
+func (t *streamTable) open(id uint32, r *root) {
 	var s *stream
 	if n := len(t.free); n > 0 {
 		s, t.free = t.free[n-1], t.free[:n-1]
 	} else {
 		s = &stream{}
 	}
-	verdicts := s.decision.Verdicts[:0]
-	*s = stream{ctx: ctx, root: r}
-	s.decision.Verdicts = verdicts
-	slot := &t.ring[ctx%ringSize]
+	s.id, s.root, s.replied = id, r, false
+	s.headers.Reset()
+	slot := &t.ring[id%ringSize]
 	if *slot == nil {
 		*slot = s
 		return
@@ -50,27 +43,27 @@ func (t *streamTable) open(ctx uint32, r *root) {
 	if t.overflow == nil {
 		t.overflow = make(map[uint32]*stream)
 	}
-	t.overflow[ctx] = s
+	t.overflow[id] = s
 }
 
-func (t *streamTable) get(ctx uint32) *stream {
-	if s := t.ring[ctx%ringSize]; s != nil && s.ctx == ctx {
+func (t *streamTable) get(id uint32) *stream {
+	if s := t.ring[id%ringSize]; s != nil && s.id == id {
 		return s
 	}
 	if t.overflow == nil {
 		return nil
 	}
-	return t.overflow[ctx]
+	return t.overflow[id]
 }
 
-// close forgets stream ctx and reports whether there was one.
-func (t *streamTable) close(ctx uint32) bool {
-	slot := &t.ring[ctx%ringSize]
+// close forgets stream id and reports whether there was one.
+func (t *streamTable) close(id uint32) bool {
+	slot := &t.ring[id%ringSize]
 	s := *slot
-	if s != nil && s.ctx == ctx {
+	if s != nil && s.id == id {
 		*slot = nil
-	} else if s = t.get(ctx); s != nil {
-		delete(t.overflow, ctx)
+	} else if s = t.get(id); s != nil {
+		delete(t.overflow, id)
 	} else {
 		return false
 	}

@@ -9,10 +9,6 @@ import (
 	"github.com/tokengate/tokengate/internal/bucket"
 )
 
-type discard struct{}
-
-func (discard) Emit(string, []byte) {}
-
 func newBenchLimiter(b *testing.B) *Limiter {
 	cfg := mustConfig(b, `{"rules":[{"name":"a","key":["remote_address"],"capacity":1000000000,"refill":1,"interval":"1s"}]}`)
 	return newLimiter(b, cfg, noAllocStore{}, nil)
@@ -21,10 +17,11 @@ func newBenchLimiter(b *testing.B) *Limiter {
 func BenchmarkDecideNative(b *testing.B) {
 	l := newBenchLimiter(b)
 	r := noAllocReq{}
-	var buf []byte
+	var h Headers
 	for b.Loop() {
 		d := l.Decide(r, at(0))
-		buf = l.EmitHeaders(discard{}, d, buf)
+		h.Reset()
+		l.AppendHeaders(&h, d)
 	}
 }
 func BenchmarkDecideOnly(b *testing.B) {
@@ -37,9 +34,10 @@ func BenchmarkDecideOnly(b *testing.B) {
 func BenchmarkEmit(b *testing.B) {
 	l := newBenchLimiter(b)
 	d := l.Decide(noAllocReq{}, at(0))
-	var buf []byte
+	var h Headers
 	for b.Loop() {
-		buf = l.EmitHeaders(discard{}, d, buf)
+		h.Reset()
+		l.AppendHeaders(&h, d)
 	}
 }
 func BenchmarkAppendKey(b *testing.B) {

@@ -20,8 +20,9 @@ func TestGlobalRulesSkipped(t *testing.T) {
 	if !d.Denied || len(d.Verdicts) != 1 || d.Verdicts[0].Rule != 1 {
 		t.Fatalf("second request: %+v", d)
 	}
-	var rec recorder
-	l.EmitHeaders(&rec, d, nil)
+	var h Headers
+	l.AppendHeaders(&h, d)
+	rec := lines(&h)
 	if len(rec) < 2 || rec[1] != `ratelimit-policy: "local";q=1;w=3600` {
 		t.Errorf("headers %q: the policy must name the local rule only", rec)
 	}

@@ -18,9 +18,42 @@ const (
 	HeaderLegacyReset     = "x-ratelimit-reset"
 )
 
-// Emitter receives rendered headers. value is only valid during the call.
-type Emitter interface {
-	Emit(name string, value []byte)
+// Headers is a list of rendered headers, kept in one buffer so that a warm
+// list allocates nothing: render a decision's headers once into it, then
+// hand them to the host as often as needed. The zero value is an empty list.
+// A Headers is not safe for concurrent use.
+type Headers struct {
+	names []string
+	ends  []int // end of each value in buf
+	buf   []byte
+}
+
+// Reset empties the list, keeping its memory.
+func (h *Headers) Reset() { h.names, h.ends, h.buf = h.names[:0], h.ends[:0], h.buf[:0] }
+
+// Len returns the number of headers.
+func (h *Headers) Len() int { return len(h.names) }
+
+// At returns header i. value aliases the list: it is valid until the next
+// change of h.
+func (h *Headers) At(i int) (name string, value []byte) {
+	start := 0
+	if i > 0 {
+		start = h.ends[i-1]
+	}
+	return h.names[i], h.buf[start:h.ends[i]:h.ends[i]]
+}
+
+// Add appends a header.
+func (h *Headers) Add(name string, value string) {
+	h.buf = append(h.buf, value...)
+	h.end(name)
+}
+
+// end closes the value written at the end of buf as header name's.
+func (h *Headers) end(name string) {
+	h.names = append(h.names, name)
+	h.ends = append(h.ends, len(h.buf))
 }
 
 // Seconds converts nanoseconds to whole seconds, rounding up, as the
@@ -39,87 +72,116 @@ func policyItem(r *config.Rule) string {
 	return `"` + r.Name + `";q=` + strconv.FormatInt(r.Capacity, 10) + ";w=" + strconv.FormatInt(w, 10)
 }
 
-// EmitHeaders renders the rate-limit headers of d (as the configuration's
-// header mode asks) and, when d is a rejection, Retry-After. buf is scratch
-// space, returned for reuse. Verdicts decided by failure_mode carry no
-// bucket and are left out of the rate-limit headers.
-func (l *Limiter) EmitHeaders(e Emitter, d *Decision, buf []byte) []byte {
+// AppendHeaders renders the rate-limit headers of d into h (as the
+// configuration's header mode asks) and, when d is a refusal, Retry-After
+// first. Verdicts decided by failure_mode carry no bucket and are left out.
+// The draft headers name each rule, shadow ones included, so a client can
+// tell them apart; the legacy headers describe one unnamed limit, which
+// must be one that is enforced: shadow rules never drive that choice.
+func (l *Limiter) AppendHeaders(h *Headers, d *Decision) {
 	if d.Denied {
-		after := max(Seconds(d.Verdicts[d.Deny].RetryAfter), 1)
-		buf = appendInt(buf[:0], after)
-		e.Emit(HeaderRetryAfter, buf)
+		after := max(Seconds(d.Verdicts[len(d.Verdicts)-1].RetryAfter), 1)
+		h.buf = appendInt(h.buf, after)
+		h.end(HeaderRetryAfter)
 	}
 	mode := l.cfg.Headers
 	if mode.Draft() {
-		buf = buf[:0]
-		for _, v := range d.Verdicts {
-			if !v.Failure {
-				buf = appendSep(buf)
-				buf = append(buf, l.rules[v.Rule].policy...)
-			}
-		}
-		if len(buf) > 0 {
-			e.Emit(HeaderPolicy, buf)
-			buf = buf[:0]
+		if policy := l.policy(d); len(policy) > 0 {
+			h.buf = append(h.buf, policy...)
+			h.end(HeaderPolicy)
+			start := len(h.buf)
 			for _, v := range d.Verdicts {
 				if !v.Failure {
-					buf = appendSep(buf)
-					buf = append(buf, l.rules[v.Rule].remainingPrefix...)
-					buf = appendInt(buf, v.Remaining)
-					buf = append(buf, ";t="...)
-					buf = appendInt(buf, Seconds(v.Reset))
+					if len(h.buf) > start {
+						h.buf = append(h.buf, ", "...)
+					}
+					h.buf = append(h.buf, l.rules[v.Rule].remainingPrefix...)
+					h.buf = appendInt(h.buf, v.Remaining)
+					h.buf = append(h.buf, ";t="...)
+					h.buf = appendInt(h.buf, Seconds(v.Reset))
 				}
 			}
-			e.Emit(HeaderRateLimit, buf)
+			h.end(HeaderRateLimit)
 		}
 	}
 	if mode.Legacy() {
-		if v, ok := tightest(d); ok {
-			buf = appendInt(buf[:0], l.rules[v.Rule].cfg.Capacity)
-			e.Emit(HeaderLegacyLimit, buf)
-			buf = appendInt(buf[:0], v.Remaining)
-			e.Emit(HeaderLegacyRemaining, buf)
-			buf = appendInt(buf[:0], Seconds(v.Reset))
-			e.Emit(HeaderLegacyReset, buf)
+		if v, ok := l.tightest(d); ok {
+			h.buf = appendInt(h.buf, l.rules[v.Rule].cfg.Capacity)
+			h.end(HeaderLegacyLimit)
+			h.buf = appendInt(h.buf, v.Remaining)
+			h.end(HeaderLegacyRemaining)
+			h.buf = appendInt(h.buf, Seconds(v.Reset))
+			h.end(HeaderLegacyReset)
 		}
 	}
-	return buf
 }
 
-// appendInt appends n in decimal; strconv's general path costs several times
-// more inside a wasm VM.
+// policy returns the RateLimit-Policy value of the rules whose buckets
+// decided d, or nil when there are none. It depends only on which rules those are, so it is
+// rendered again only when that set changes, into a buffer the limiter keeps:
+// requests that keep matching the same rules reuse it as it is.
+func (l *Limiter) policy(d *Decision) []byte {
+	var set uint64 // config.MaxRules <= 64
+	for _, v := range d.Verdicts {
+		if !v.Failure {
+			set |= 1 << v.Rule
+		}
+	}
+	if set != l.policySet || !l.policyOK {
+		l.policyBuf = l.policyBuf[:0]
+		for _, v := range d.Verdicts {
+			if set&(1<<v.Rule) != 0 {
+				if len(l.policyBuf) > 0 {
+					l.policyBuf = append(l.policyBuf, ", "...)
+				}
+				l.policyBuf = append(l.policyBuf, l.rules[v.Rule].policy...)
+			}
+		}
+		l.policySet, l.policyOK = set, true
+	}
+	return l.policyBuf
+}
+
+// appendInt appends n in decimal, two digits per division: strconv's
+// general path costs several times more inside a wasm VM.
 func appendInt(dst []byte, n int64) []byte {
 	if n < 0 {
 		return strconv.AppendInt(dst, n, 10)
 	}
+	const pairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+		"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+		"8081828384858687888990919293949596979899"
 	var tmp [20]byte
 	i := len(tmp)
-	for {
+	for n >= 100 {
+		q := n / 100
+		r := n - q*100
+		i -= 2
+		tmp[i], tmp[i+1] = pairs[2*r], pairs[2*r+1]
+		n = q
+	}
+	if n >= 10 {
+		i -= 2
+		tmp[i], tmp[i+1] = pairs[2*n], pairs[2*n+1]
+	} else {
 		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			return append(dst, tmp[i:]...)
-		}
+		tmp[i] = byte('0' + n)
 	}
-}
-
-func appendSep(b []byte) []byte {
-	if len(b) > 0 {
-		return append(b, ", "...)
-	}
-	return b
+	return append(dst, tmp[i:]...)
 }
 
 // tightest picks the verdict the single-policy legacy headers describe: the
-// rejecting one, else the one with the fewest tokens left.
-func tightest(d *Decision) (Verdict, bool) {
-	if d.Denied && !d.Verdicts[d.Deny].Failure {
-		return d.Verdicts[d.Deny], true
+// refusing one, else, among the enforced rules decided by a bucket, the one
+// with the fewest tokens left (the later reset on a tie).
+func (l *Limiter) tightest(d *Decision) (Verdict, bool) {
+	if d.Denied {
+		if v := d.Verdicts[len(d.Verdicts)-1]; !v.Failure {
+			return v, true
+		}
 	}
 	best, found := Verdict{Remaining: math.MaxInt64}, false
 	for _, v := range d.Verdicts {
-		if !v.Failure && (v.Remaining < best.Remaining || v.Remaining == best.Remaining && v.Reset > best.Reset) {
+		if !v.Failure && !l.rules[v.Rule].cfg.Shadow && (v.Remaining < best.Remaining || v.Remaining == best.Remaining && v.Reset > best.Reset) {
 			best, found = v, true
 		}
 	}

@@ -5,44 +5,61 @@ import (
 	"testing"
 )
 
-type recorder []string
+// lines renders h as "name: value" lines.
+func lines(h *Headers) []string {
+	var out []string
+	for i := 0; i < h.Len(); i++ {
+		name, value := h.At(i)
+		out = append(out, name+": "+string(value))
+	}
+	return out
+}
 
-func (r *recorder) Emit(name string, value []byte) { *r = append(*r, name+": "+string(value)) }
-
-func TestEmitHeaders(t *testing.T) {
+func TestAppendHeaders(t *testing.T) {
 	two := `"rules":[{"name":"per-client","key":["remote_address"],"capacity":100,"refill":10,"interval":"1s"},
 		{"name":"global","key":["method"],"capacity":2,"refill":1,"interval":"1m"}]`
+	shadowFirst := `"rules":[{"name":"watch","key":["remote_address"],"capacity":1,"refill":1,"interval":"1h","shadow":true},
+		{"name":"per-client","key":["remote_address"],"capacity":100,"refill":10,"interval":"1s"}]`
 	tests := []struct {
 		name     string
+		rules    string
 		headers  string
 		requests int
 		want     []string
 	}{
-		{"draft allowed", "draft", 1, []string{
+		{"draft allowed", two, "draft", 1, []string{
 			`ratelimit-policy: "per-client";q=100;w=10, "global";q=2;w=120`,
 			`ratelimit: "per-client";r=99;t=1, "global";r=1;t=60`}},
-		{"draft denied", "draft", 3, []string{
+		{"draft denied", two, "draft", 3, []string{
 			`retry-after: 60`,
 			`ratelimit-policy: "per-client";q=100;w=10, "global";q=2;w=120`,
 			`ratelimit: "per-client";r=97;t=1, "global";r=0;t=120`}},
-		{"legacy picks the tightest", "legacy", 1, []string{
+		{"legacy picks the tightest", two, "legacy", 1, []string{
 			`x-ratelimit-limit: 2`, `x-ratelimit-remaining: 1`, `x-ratelimit-reset: 60`}},
-		{"none still sends retry-after", "none", 3, []string{`retry-after: 60`}},
-		{"both", "both", 2, []string{
+		{"none still sends retry-after", two, "none", 3, []string{`retry-after: 60`}},
+		// A shadow rule with no tokens left refuses nobody: the single
+		// limit of the legacy headers is the enforced one (issue 10.6).
+		{"legacy ignores shadow rules", shadowFirst, "legacy", 2, []string{
+			`x-ratelimit-limit: 100`, `x-ratelimit-remaining: 98`, `x-ratelimit-reset: 1`}},
+		{"draft names shadow rules", shadowFirst, "draft", 2, []string{
+			`ratelimit-policy: "watch";q=1;w=3600, "per-client";q=100;w=10`,
+			`ratelimit: "watch";r=0;t=3600, "per-client";r=98;t=1`}},
+		{"both", two, "both", 2, []string{
 			`ratelimit-policy: "per-client";q=100;w=10, "global";q=2;w=120`,
 			`ratelimit: "per-client";r=98;t=1, "global";r=0;t=120`,
 			`x-ratelimit-limit: 2`, `x-ratelimit-remaining: 0`, `x-ratelimit-reset: 120`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := mustConfig(t, `{`+two+`,"headers":"`+tt.headers+`"}`)
+			cfg := mustConfig(t, `{`+tt.rules+`,"headers":"`+tt.headers+`"}`)
 			l := newLimiter(t, cfg, newStore(), nil)
 			var d *Decision
 			for i := 0; i < tt.requests; i++ {
 				d = l.Decide(get("/", "1.1.1.1:1"), at(0))
 			}
-			var got recorder
-			l.EmitHeaders(&got, d, nil)
+			var h Headers
+			l.AppendHeaders(&h, d)
+			got := lines(&h)
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}

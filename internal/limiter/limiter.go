@@ -67,8 +67,9 @@ type Verdict struct {
 // next Decide: copy what must outlive it.
 type Decision struct {
 	Verdicts []Verdict
-	Denied   bool // a non-shadow rule rejected the request
-	Deny     int  // index in Verdicts of that rule, when Denied
+	// Denied reports that a non-shadow rule rejected the request: the last
+	// of Verdicts.
+	Denied bool
 }
 
 type rule struct {
@@ -101,6 +102,11 @@ type Limiter struct {
 	nameBuf  []byte
 	set      set
 	decision Decision
+
+	// The last RateLimit-Policy value rendered, and the rules it names.
+	policyBuf []byte
+	policySet uint64
+	policyOK  bool
 }
 
 // New prepares a limiter for cfg. plugin names the shared-data namespace
@@ -177,26 +183,16 @@ type Clock interface {
 // only when a rule matches: in a VM, reading the time is a host call.
 func (l *Limiter) Decide(req Request, clock Clock) *Decision {
 	d := &l.decision
-	d.Verdicts, d.Denied, d.Deny = d.Verdicts[:0], false, 0
-	var path, method, authority []byte
-	var fetched, timed bool
+	d.Verdicts, d.Denied = d.Verdicts[:0], false
+	var timed bool
 	var now int64
 	for i := range l.rules {
 		r := &l.rules[i]
 		if r.cfg.Global != nil {
 			continue
 		}
-		m := &r.cfg.Match
-		if m.PathPrefix != "" || len(m.Methods) > 0 || len(m.Hosts) > 0 {
-			if !fetched {
-				path, _ = req.Header(":path")
-				method, _ = req.Header(":method")
-				authority, _ = req.Header(":authority")
-				fetched = true
-			}
-			if !matches(m, path, method, authority) {
-				continue
-			}
+		if !matches(&r.cfg.Match, req) {
+			continue
 		}
 		if !timed {
 			now, timed = clock.Now(), true
@@ -204,18 +200,23 @@ func (l *Limiter) Decide(req Request, clock Clock) *Decision {
 		v := l.check(i, req, now)
 		d.Verdicts = append(d.Verdicts, v)
 		if !v.Allowed && !r.cfg.Shadow {
-			d.Denied, d.Deny = true, len(d.Verdicts)-1
+			d.Denied = true
 			break
 		}
 	}
 	return d
 }
 
-func matches(m *config.Match, path, method, authority []byte) bool {
-	if m.PathPrefix != "" && (len(path) < len(m.PathPrefix) || bytesToString(path[:len(m.PathPrefix)]) != m.PathPrefix) {
-		return false
+// matches reports whether req matches m, reading only the headers m uses.
+func matches(m *config.Match, req Request) bool {
+	if m.PathPrefix != "" {
+		path, _ := req.Header(":path")
+		if len(path) < len(m.PathPrefix) || bytesToString(path[:len(m.PathPrefix)]) != m.PathPrefix {
+			return false
+		}
 	}
 	if len(m.Methods) > 0 {
+		method, _ := req.Header(":method")
 		found := false
 		for _, want := range m.Methods {
 			if bytesToString(method) == want {
@@ -228,6 +229,7 @@ func matches(m *config.Match, path, method, authority []byte) bool {
 		}
 	}
 	if len(m.Hosts) > 0 {
+		authority, _ := req.Header(":authority")
 		host := hostOf(authority)
 		for _, pattern := range m.Hosts {
 			if matchHost(pattern, host) {
@@ -237,6 +239,57 @@ func matches(m *config.Match, path, method, authority []byte) bool {
 		return false
 	}
 	return true
+}
+
+// SingleHeader returns the request header the local rules read when they
+// read exactly one (pseudo headers included, such as ":path"), so that the
+// host can be asked for that header alone instead of the whole map; ok is
+// false when they read none or several.
+func (l *Limiter) SingleHeader() (name string, ok bool) {
+	var names []string
+	add := func(n string) {
+		for _, have := range names {
+			if have == n {
+				return
+			}
+		}
+		names = append(names, n)
+	}
+	for i := range l.rules {
+		r := l.rules[i].cfg
+		if r.Global != nil {
+			continue
+		}
+		if r.Match.PathPrefix != "" {
+			add(":path")
+		}
+		if len(r.Match.Methods) > 0 {
+			add(":method")
+		}
+		if len(r.Match.Hosts) > 0 {
+			add(":authority")
+		}
+		for _, part := range r.Key {
+			switch part.Kind {
+			case config.KeyRemoteAddress:
+				if l.cfg.TrustedHops > 0 {
+					add(headerXFF)
+				}
+			case config.KeyHeader:
+				add(part.Header)
+			case config.KeyPath:
+				add(":path")
+			case config.KeyMethod:
+				add(":method")
+			case config.KeyHost:
+				add(":authority")
+			}
+		}
+	}
+	if len(names) != 1 {
+		return "", false
+	}
+	return names[0], true
 }
 
 // Key part tags. A part that the request lacks is written as tagMissing, so
