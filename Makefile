@@ -6,7 +6,7 @@ WASM      := build/tokengate.wasm
 override GOFLAGS := $(strip $(GOFLAGS) -buildvcs=false)
 export GOFLAGS
 
-.PHONY: all wasm image test check bench fuzz e2e run clean ratelimit
+.PHONY: all wasm image test check bench fuzz e2e run run-global clean ratelimit
 
 all: wasm
 
@@ -52,6 +52,15 @@ run: wasm
 	@mkdir -p build/gateway/bin
 	$(GO) build -o build/gateway/bin/gateway ./e2e/cmd/gateway
 	build/gateway/bin/gateway -spec envoy/examples/gateway.yaml -port $(PORT) -out build/gateway
+
+## run-global: the two-tier example (envoy/examples/global.yaml): Redis, envoyproxy/ratelimit and two replicas on ports $(PORT) and $(PORT)+1; needs redis-server
+run-global: wasm
+	@command -v redis-server >/dev/null || test -x /usr/bin/redis-server || \
+	  { echo 'make run-global needs Redis: install it with apt-get install redis-server (or set REDIS_SERVER_BIN); make run needs nothing but Go'; exit 1; }
+	@$(MAKE) --no-print-directory $(RATELIMIT)
+	@mkdir -p build/fleet/bin
+	$(GO) build -o build/fleet/bin/fleet ./e2e/cmd/fleet
+	RATELIMIT_BIN=$(CURDIR)/$(RATELIMIT) build/fleet/bin/fleet -spec envoy/examples/global.yaml -port $(PORT) -out build/fleet
 
 ## ratelimit: build envoyproxy/ratelimit (the reference rate limit service, pinned in e2e/ratelimit/go.mod) into build/bin/ratelimit
 RATELIMIT := build/bin/ratelimit

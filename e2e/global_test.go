@@ -65,7 +65,7 @@ func startGlobal(t *testing.T, filter string) *globalService {
 			t.Logf("redis:\n%s", g.redis.Proc.Log())
 		}
 	})
-	if g.rls, err = harness.StartRateLimit(ctx, rlsBin, t.TempDir(), conf, g.redis.Addr, nil); err != nil {
+	if g.rls, err = harness.StartRateLimit(ctx, rlsBin, t.TempDir(), conf, g.redis.Addr, "", nil); err != nil {
 		t.Fatalf("%v\nconfiguration:\n%s", err, conf)
 	}
 	t.Cleanup(func() {

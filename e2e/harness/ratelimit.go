@@ -45,9 +45,10 @@ type RateLimit struct {
 }
 
 // StartRateLimit writes config (an envoyproxy/ratelimit configuration file) under
-// dir, starts bin against the Redis at redisAddr and waits until /healthcheck
-// answers 200.
-func StartRateLimit(ctx context.Context, bin, dir string, config []byte, redisAddr string, tee io.Writer) (*RateLimit, error) {
+// dir, starts bin against the Redis at redisAddr with its gRPC service on
+// grpcAddr ("" for a free 127.0.0.1 port) and waits until /healthcheck answers
+// 200.
+func StartRateLimit(ctx context.Context, bin, dir string, config []byte, redisAddr, grpcAddr string, tee io.Writer) (*RateLimit, error) {
 	cfgDir := filepath.Join(dir, "ratelimit", "config")
 	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
 		return nil, err
@@ -55,8 +56,11 @@ func StartRateLimit(ctx context.Context, bin, dir string, config []byte, redisAd
 	if err := os.WriteFile(filepath.Join(cfgDir, "config.yaml"), config, 0o644); err != nil {
 		return nil, err
 	}
-	rl := &RateLimit{Bin: bin, Dir: dir, Redis: redisAddr, tee: tee}
+	rl := &RateLimit{Bin: bin, Dir: dir, Redis: redisAddr, GRPC: grpcAddr, tee: tee}
 	for _, a := range []*string{&rl.GRPC, &rl.HTTP, &rl.Debug} {
+		if *a != "" {
+			continue
+		}
 		port, err := FreePort()
 		if err != nil {
 			return nil, err

@@ -22,7 +22,7 @@ const RedisInstallHint = "install Debian's redis-server (apt-get install redis-s
 func FindRedis() (string, error) {
 	if bin := os.Getenv("REDIS_SERVER_BIN"); bin != "" {
 		if _, err := exec.LookPath(bin); err != nil {
-			return "", fmt.Errorf("harness: REDIS_SERVER_BIN=%s: %w", bin, err)
+			return "", fmt.Errorf("harness: REDIS_SERVER_BIN=%s: %w: %s", bin, err, RedisInstallHint)
 		}
 		return bin, nil
 	}
