@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tokengate/tokengate/envoy"
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 // FuzzParseSpec: ParseSpec never panics, fails only with a *envoy.Error,
@@ -36,6 +37,33 @@ func FuzzParseSpec(f *testing.F) {
 		p := &envoy.Plugin{Config: s.Filter, FailurePolicy: s.FailurePolicy}
 		if _, _, err := envoy.WasmPlugin(p, envoy.IstioOptions{URL: "oci://r.example/t:1"}); err != nil && !errors.Is(err, envoy.ErrInexactNumber) {
 			t.Fatalf("accepted spec, rejected WasmPlugin: %v", err)
+		}
+	})
+}
+
+// FuzzReadWasmPlugins: reading a manifest never panics, fails only with a
+// *config.Error listing problems, and every WasmPlugin it returns has a
+// name and a spec; what the filter would receive never panics its parser.
+func FuzzReadWasmPlugins(f *testing.F) {
+	for _, p := range []string{"testdata/golden/single-route.istio.yaml", "testdata/golden/defaults.istio.yaml",
+		"cmd/tokengate/testdata/wasmplugins.yaml"} {
+		f.Add(readFileF(f, p))
+	}
+	f.Add([]byte("kind: WasmPlugin\n---\n---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nspec: {}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		plugins, err := envoy.ReadWasmPlugins(data)
+		if err != nil {
+			var ce *config.Error
+			if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+				t.Fatalf("error is not a *config.Error with problems: %v", err)
+			}
+			return
+		}
+		for _, p := range plugins {
+			if p.Name == "" || p.Spec == nil {
+				t.Fatalf("plugin without name or spec: %+v", p)
+			}
+			_ = p.CheckConfig()
 		}
 	})
 }
