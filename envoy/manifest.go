@@ -73,7 +73,7 @@ func ReadWasmPlugins(data []byte) ([]WasmPluginManifest, error) {
 		}
 	}
 	if len(out) == 0 && len(ps.Problems()) == 0 {
-		ps.addf("", "no WasmPlugin in the manifest (and it is not a JSON plugin configuration)")
+		ps.addf("", "no WasmPlugin in the manifest (a plugin configuration is JSON; a gateway spec is checked by tokengate envoy -check)")
 	}
 	if err := ps.err(); err != nil {
 		return nil, err

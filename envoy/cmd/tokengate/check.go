@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/tokengate/tokengate/envoy"
 	"github.com/tokengate/tokengate/internal/config"
 )
@@ -75,11 +77,15 @@ func readInput(e *env, name string) ([]byte, error) {
 	return os.ReadFile(name)
 }
 
-// looksLikeJSON tells a plugin configuration from a YAML manifest: JSON
-// starts with '{' (or is something else the filter would receive as JSON and
-// reject with a message of its own).
+// looksLikeJSON tells a plugin configuration from a manifest: JSON starts
+// with '{' (or is something else the filter would receive as JSON and reject
+// with a message of its own), unless it is a WasmPlugin written as JSON
+// (kubectl get -o json), which is a manifest.
 func looksLikeJSON(data []byte) bool {
 	t := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	if len(t) > 0 && t[0] == '{' && gjson.ValidBytes(t) && gjson.GetBytes(t, "kind").String() == "WasmPlugin" {
+		return false
+	}
 	return len(t) == 0 || t[0] == '{' || t[0] == '[' || json.Valid(t)
 }
 

@@ -41,8 +41,11 @@ func TestCheck(t *testing.T) {
 				"testdata/wasmplugins.yaml: WasmPlugin edge/tokengate-huge: envoy: the plugin configuration changes on its way through Istio, which turns every number of pluginConfig into a float64: keep integers (capacity, refill, cost) at most 2^53\n"},
 		{"manifest without plugin config", "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: x}\nspec: {url: oci://r.example/t:1}\n",
 			[]string{"-"}, 1, "", "standard input: WasmPlugin x: spec.pluginConfig: configuration is empty: at least one rule is required\n"},
+		{"manifest as JSON", `{"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin", "metadata": {"name": "x", "namespace": "edge"},
+			"spec": {"url": "oci://r.example/t:1", "pluginConfig": {"rules": [{"name": "a", "key": ["path"], "capacity": 0, "refill": 1, "interval": "1s"}]}}}`,
+			[]string{"-"}, 1, "", "standard input: WasmPlugin edge/x: spec.pluginConfig.rules[0].capacity: must be at least 1, got 0\n"},
 		{"not a manifest", "kind: ConfigMap\n", []string{"-"}, 1, "",
-			"standard input: no WasmPlugin in the manifest (and it is not a JSON plugin configuration)\n"},
+			"standard input: no WasmPlugin in the manifest (a plugin configuration is JSON; a gateway spec is checked by tokengate envoy -check)\n"},
 		{"missing file", "", []string{"testdata/nope.json"}, 2, "", "tokengate: check: open testdata/nope.json: no such file or directory\n"},
 		{"no file", "", nil, 2, "", "tokengate: check: want exactly one FILE, got 0 arguments\n"},
 	}
