@@ -1,7 +1,7 @@
 // Package wasmhost is a proxy-wasm host on wazero that behaves like Envoy (>= 1.33, proxy-wasm
-// ABI 0.2.1) for the parts the tokengate filter relies on. It is the project's stand-in for Envoy
-// on machines where Envoy cannot be installed, so it reproduces Envoy's observable behaviour
-// rather than offering a general-purpose runtime:
+// ABI 0.2.0 and 0.2.1) for the parts the tokengate filter relies on. It is the project's
+// stand-in for Envoy on machines where Envoy cannot be installed, so it reproduces Envoy's
+// observable behaviour rather than offering a general-purpose runtime:
 //
 //   - the exact import set Envoy links (proxy-wasm "env" functions and a stub WASI), so a module
 //     that would fail to load in Envoy fails to load here ([Compile]);
@@ -15,6 +15,17 @@
 //   - per-VM tickers and wall time driven by an injectable [Clock];
 //   - traps that fail a VM for good, and the FAIL_CLOSED / FAIL_OPEN / FAIL_RELOAD policies.
 //
+// HOST.md, next to this file, lists each Envoy behaviour reproduced, with the code and the
+// test that hold it, and every known difference from Envoy.
+//
+// The host shares no code with the guest it tests (internal/proxywasm): it has its own pairs
+// codec and status numbers, both checked against the byte vectors in the repository's
+// testdata/proxy-wasm directory, which the guest's tests read too.
+//
+// Layout: imports.go is the table of what Envoy links; each host call lives beside the state it
+// touches (headers.go, buffers.go, shareddata.go, metrics.go, properties.go, localreply.go,
+// clock.go, log.go, wasi.go); stream.go holds a stream's state machine, serve.go VM.Serve.
+//
 // Concurrency: a [VM] is single-threaded like an Envoy worker; its methods serialize on an
 // internal mutex, so different VMs may be driven from different goroutines in parallel.
 // [SharedData] and [Metrics] are safe for concurrent use.
@@ -22,16 +33,4 @@
 // Time: every VM reads the plugin's Clock (SystemClock by default, FakeClock in tests) for
 // proxy_get_current_time_nanoseconds, WASI realtime and monotonic clocks, tick deadlines and
 // the FAIL_RELOAD back-off; nothing reads the machine clock behind its back.
-//
-// Known differences from Envoy (deliberate, to keep the stand-in small):
-//   - trailers are not modelled (maps 1 and 3 are BAD_ARGUMENT, no trailer callbacks);
-//   - proxy_http_call, proxy_grpc_*, shared queues and proxy_get_status link but return
-//     UNIMPLEMENTED; proxy_call_foreign_function knows no function (NOT_FOUND);
-//   - a local reply sent while the response is being encoded replaces the response without
-//     another pass through the filter;
-//   - a request the filter pauses without a local reply and never continues would hang in
-//     Envoy until a timeout; VM.Serve answers 500 "wasmhost_stream_paused";
-//   - histograms keep only a count and a sum.
-//
-// See /work/shared/docs/envoy-wasm-host.md for the behaviour reproduced here, point by point.
 package wasmhost

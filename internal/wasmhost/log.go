@@ -35,15 +35,17 @@ func (l LogLevel) String() string {
 	return "LogLevel(" + strconv.Itoa(int(l)) + ")"
 }
 
+// hostLog is proxy_log(level, message): an unknown level is BAD_ARGUMENT before the message
+// is even read, as in cpp-host.
 func hostLog(vm *VM, s []uint64) {
 	level := LogLevel(int32(u32(s, 0)))
+	if level < LogTrace || level > LogCritical {
+		setStatus(s, StatusBadArgument)
+		return
+	}
 	msg, ok := vm.read(u32(s, 1), u32(s, 2))
 	if !ok {
 		setStatus(s, StatusInvalidMemoryAccess)
-		return
-	}
-	if level < LogTrace || level > LogCritical {
-		setStatus(s, StatusBadArgument)
 		return
 	}
 	vm.logBytes(level, msg)

@@ -30,28 +30,28 @@ func wasiFunctions() []hostFunc {
 		never = 0
 	)
 	return []hostFunc{
-		i32Func("args_get", 2, ini, func(vm *VM, s []uint64) { setStatus(s, errnoSuccess) }),
+		i32Func("args_get", 2, ini, func(vm *VM, s []uint64) { setErrno(s, errnoSuccess) }),
 		i32Func("args_sizes_get", 2, ini, wasiArgsSizesGet),
 		i32Func("environ_get", 2, ini, wasiEnvironGet),
 		i32Func("environ_sizes_get", 2, ini, wasiEnvironSizesGet),
 		{name: "clock_time_get", params: []api.ValueType{i32, i64, i32}, results: ints(1), allow: both, fn: wasiClockTimeGet},
-		i32Func("fd_close", 1, ini, func(vm *VM, s []uint64) { vm.logString(LogError, "wasi_unstable fd_close"); setStatus(s, errnoSuccess) }),
+		i32Func("fd_close", 1, ini, func(vm *VM, s []uint64) { vm.logString(LogError, "wasi_unstable fd_close"); setErrno(s, errnoSuccess) }),
 		i32Func("fd_fdstat_get", 2, ini, wasiFdFdstatGet),
-		i32Func("fd_fdstat_set_flags", 2, ini, func(vm *VM, s []uint64) { setStatus(s, errnoNosys) }),
-		i32Func("fd_prestat_get", 2, ini, func(vm *VM, s []uint64) { setStatus(s, errnoBadf) }),
-		i32Func("fd_prestat_dir_name", 3, ini, func(vm *VM, s []uint64) { setStatus(s, errnoNosys) }),
+		i32Func("fd_fdstat_set_flags", 2, ini, func(vm *VM, s []uint64) { setErrno(s, errnoNosys) }),
+		i32Func("fd_prestat_get", 2, ini, func(vm *VM, s []uint64) { setErrno(s, errnoBadf) }),
+		i32Func("fd_prestat_dir_name", 3, ini, func(vm *VM, s []uint64) { setErrno(s, errnoNosys) }),
 		i32Func("fd_write", 4, both, wasiFdWrite),
-		i32Func("fd_read", 4, never, func(vm *VM, s []uint64) { setStatus(s, errnoNosys) }),
+		i32Func("fd_read", 4, never, func(vm *VM, s []uint64) { setErrno(s, errnoNosys) }),
 		{name: "fd_seek", params: []api.ValueType{i32, i64, i32, i32}, results: ints(1), fn: func(vm *VM, s []uint64) {
 			vm.logString(LogError, "wasi_unstable fd_seek")
-			setStatus(s, errnoSuccess)
+			setErrno(s, errnoSuccess)
 		}},
 		{name: "path_open", params: []api.ValueType{i32, i32, i32, i32, i32, i64, i64, i32, i32}, results: ints(1),
-			fn: func(vm *VM, s []uint64) { setStatus(s, errnoNoent) }},
+			fn: func(vm *VM, s []uint64) { setErrno(s, errnoNoent) }},
 		i32Func("poll_oneoff", 4, both, wasiPollOneoff),
 		{name: "proc_exit", params: ints(1), fn: wasiProcExit, allow: both},
 		i32Func("random_get", 2, ini, wasiRandomGet),
-		i32Func("sched_yield", 0, never, func(vm *VM, s []uint64) { setStatus(s, errnoSuccess) }),
+		i32Func("sched_yield", 0, never, func(vm *VM, s []uint64) { setErrno(s, errnoSuccess) }),
 	}
 }
 
