@@ -1,56 +1,30 @@
 package proxywasm
 
 import (
-	"encoding/hex"
-	"encoding/json"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tokengate/tokengate/internal/abivectors"
 )
 
 // The guest's codec and status numbers against the byte vectors the test host is checked
-// against too (testdata/proxy-wasm/abi-vectors.json at the repository root, written from
-// proxy-wasm-cpp-host's pairs format), so a codec bug cannot hide by being the same on both
-// sides.
+// against too (internal/abivectors, written from proxy-wasm-cpp-host's pairs format), so a
+// codec bug cannot hide by being the same on both sides.
 
-type abiVectors struct {
-	About []string
-	Pairs []struct {
-		Name      string
-		Hex       string
-		Pairs     [][2]string
-		Malformed bool
-	}
-	Status map[string]uint32
-}
-
-func readABIVectors(t *testing.T) abiVectors {
+func loadVectors(t *testing.T) abivectors.Vectors {
 	t.Helper()
-	f, err := os.Open("../../testdata/proxy-wasm/abi-vectors.json")
+	v, err := abivectors.Load()
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	dec := json.NewDecoder(f)
-	dec.DisallowUnknownFields()
-	var v abiVectors
-	if err := dec.Decode(&v); err != nil {
-		t.Fatal(err)
-	}
-	if len(v.Pairs) == 0 || len(v.Status) == 0 {
-		t.Fatal("abi-vectors.json holds no vectors")
 	}
 	return v
 }
 
 func TestPairsVectors(t *testing.T) {
-	for _, v := range readABIVectors(t).Pairs {
+	for _, v := range loadVectors(t).Pairs {
 		t.Run(v.Name, func(t *testing.T) {
-			b, err := hex.DecodeString(strings.ReplaceAll(v.Hex, " ", ""))
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := v.Bytes
 			got, err := ParsePairs(b)
 			if v.Malformed {
 				if err == nil {
@@ -80,7 +54,7 @@ func TestPairsVectors(t *testing.T) {
 
 // TestStatusVectors: each status the guest names has the ABI's number.
 func TestStatusVectors(t *testing.T) {
-	want := readABIVectors(t).Status
+	want := loadVectors(t).Status
 	named := 0
 	for n := uint32(0); n < 64; n++ {
 		name := Status(n).String()

@@ -19,8 +19,8 @@
 // test that hold it, and every known difference from Envoy.
 //
 // The host shares no code with the guest it tests (internal/proxywasm): it has its own pairs
-// codec and status numbers, both checked against the byte vectors in the repository's
-// testdata/proxy-wasm directory, which the guest's tests read too.
+// codec and status numbers, both checked against the byte vectors of internal/abivectors,
+// which the guest's tests read too.
 //
 // Layout: imports.go is the table of what Envoy links; each host call lives beside the state it
 // touches (headers.go, buffers.go, shareddata.go, metrics.go, properties.go, localreply.go,

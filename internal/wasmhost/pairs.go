@@ -6,7 +6,7 @@ import "encoding/binary"
 // ABI both ways: a little-endian u32 count N; N entries of (u32 name length, u32 value
 // length); then for each pair its name, a NUL byte, its value, a NUL byte; nothing after.
 // The host has its own encoder and decoder, never the guest's: both sides are checked
-// against the byte vectors in the repository's testdata/proxy-wasm/abi-vectors.json.
+// against the byte vectors of internal/abivectors.
 
 // cpp-host's limits on pairs a guest sends; above them the map decodes as empty.
 const (

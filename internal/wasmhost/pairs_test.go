@@ -1,60 +1,27 @@
 package wasmhost
 
 import (
-	"encoding/hex"
-	"encoding/json"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/tokengate/tokengate/internal/abivectors"
 )
 
-// abiVectors is testdata/proxy-wasm/abi-vectors.json at the repository root: byte vectors
-// written from cpp-host's formats, which the guest's tests read too.
-type abiVectors struct {
-	About []string
-	Pairs []struct {
-		Name      string
-		Hex       string
-		Pairs     [][2]string
-		Malformed bool
-	}
-	Status map[string]uint32
-}
-
-func readABIVectors(t *testing.T) abiVectors {
+func loadVectors(t *testing.T) abivectors.Vectors {
 	t.Helper()
-	f, err := os.Open("../../testdata/proxy-wasm/abi-vectors.json")
+	v, err := abivectors.Load()
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	dec := json.NewDecoder(f)
-	dec.DisallowUnknownFields()
-	var v abiVectors
-	if err := dec.Decode(&v); err != nil {
-		t.Fatal(err)
-	}
-	if len(v.Pairs) == 0 || len(v.Status) == 0 {
-		t.Fatal("abi-vectors.json holds no vectors")
 	}
 	return v
 }
 
-func vectorBytes(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// TestPairsVectors: the host's codec against bytes written from cpp-host's format, not
-// against the guest's codec.
+// TestPairsVectors: the host's codec against bytes written from cpp-host's format
+// (internal/abivectors), not against the guest's codec.
 func TestPairsVectors(t *testing.T) {
-	for _, v := range readABIVectors(t).Pairs {
+	for _, v := range loadVectors(t).Pairs {
 		t.Run(v.Name, func(t *testing.T) {
-			b := vectorBytes(t, v.Hex)
+			b := v.Bytes
 			got := decodePairs(Headers{{"stale", "entry"}}, b)
 			if v.Malformed {
 				if len(got) != 0 {

@@ -3,7 +3,7 @@ package wasmhost
 import "strconv"
 
 // Status is a proxy-wasm WasmResult: what most host functions return to the guest. The host
-// writes the ABI's numbers down itself (checked against testdata/proxy-wasm/abi-vectors.json),
+// writes the ABI's numbers down itself (checked against internal/abivectors),
 // never borrowing the guest's.
 type Status uint32
 

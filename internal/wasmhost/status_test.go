@@ -4,7 +4,7 @@ import "testing"
 
 // TestStatusNumbers: every WasmResult of the ABI, by name, has the number the vectors give.
 func TestStatusNumbers(t *testing.T) {
-	want := readABIVectors(t).Status
+	want := loadVectors(t).Status
 	got := map[string]uint32{}
 	for s := StatusOK; s <= StatusUnimplemented; s++ {
 		got[s.String()] = uint32(s)
