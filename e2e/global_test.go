@@ -22,19 +22,16 @@ import (
 // fails the test; elsewhere it skips with what to install.
 
 // globalParts returns the redis-server and ratelimit executables.
-func globalParts(t *testing.T) (redisBin, rlsBin string) {
+func globalParts(t *testing.T) harness.GlobalParts {
 	t.Helper()
-	redisBin, err := harness.FindRedis()
-	if err == nil {
-		rlsBin, err = harness.FindRateLimit(root)
-	}
+	parts, err := harness.FindGlobalParts(root)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(err)
 		}
 		t.Skip(err)
 	}
-	return redisBin, rlsBin
+	return parts
 }
 
 // globalService is a Redis and a rate limit service loaded with the
@@ -48,7 +45,7 @@ type globalService struct {
 // configuration with global rules) and stops both when the test ends.
 func startGlobal(t *testing.T, filter string) *globalService {
 	t.Helper()
-	redisBin, rlsBin := globalParts(t)
+	parts := globalParts(t)
 	conf, err := envoy.RateLimitConfig([]byte(filter))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +53,7 @@ func startGlobal(t *testing.T, filter string) *globalService {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	g := &globalService{}
-	if g.redis, err = harness.StartRedis(ctx, redisBin, nil); err != nil {
+	if g.redis, err = harness.StartRedis(ctx, parts.Redis, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -65,7 +62,7 @@ func startGlobal(t *testing.T, filter string) *globalService {
 			t.Logf("redis:\n%s", g.redis.Proc.Log())
 		}
 	})
-	if g.rls, err = harness.StartRateLimit(ctx, rlsBin, t.TempDir(), conf, g.redis.Addr, "", nil); err != nil {
+	if g.rls, err = harness.StartRateLimit(ctx, parts.RateLimit, t.TempDir(), conf, g.redis.Addr, "", nil); err != nil {
 		t.Fatalf("%v\nconfiguration:\n%s", err, conf)
 	}
 	t.Cleanup(func() {

@@ -26,12 +26,42 @@ type Fleet struct {
 
 // FleetOptions say how to start a Fleet.
 type FleetOptions struct {
-	Options               // for every replica; Dir is the parent of one directory per replica
-	Replicas    int       // >= 1
-	RedisBin    string    // from FindRedis
-	RateLimit   string    // the ratelimit executable, from FindRateLimit
+	Options         // for every replica; Dir is the parent of one directory per replica
+	Replicas    int // >= 1
+	Parts       GlobalParts
 	ListenPorts []int     // the replicas' listener ports; nil: the spec's for the first, free ports for the others
 	Out         io.Writer // progress lines; nil for none
+}
+
+// GlobalParts are the executables of the global tier.
+type GlobalParts struct {
+	Redis     string // redis-server, from FindRedis
+	RateLimit string // envoyproxy/ratelimit, from FindRateLimit
+}
+
+// FindGlobalParts finds redis-server and the ratelimit executable (root is
+// the module root); the error says what to install.
+func FindGlobalParts(root string) (GlobalParts, error) {
+	redis, err := FindRedis()
+	if err != nil {
+		return GlobalParts{}, err
+	}
+	rls, err := FindRateLimit(root)
+	if err != nil {
+		return GlobalParts{}, err
+	}
+	return GlobalParts{Redis: redis, RateLimit: rls}, nil
+}
+
+// ToolsAndDataplane builds the tools into dir and chooses the data plane
+// (BuildTools, then FindDataplane).
+func ToolsAndDataplane(ctx context.Context, root, dir string) (Tools, Dataplane, error) {
+	tools, err := BuildTools(ctx, root, dir)
+	if err != nil {
+		return Tools{}, Dataplane{}, err
+	}
+	dp, err := FindDataplane(tools.Envoysim)
+	return tools, dp, err
 }
 
 // StartFleet starts Redis, the rate limit service and the replicas of spec,
@@ -57,7 +87,7 @@ func StartFleet(ctx context.Context, spec *envoy.Spec, o FleetOptions) (*Fleet, 
 			fmt.Fprintf(o.Out, format+"\n", a...)
 		}
 	}
-	if f.Redis, err = StartRedis(ctx, o.RedisBin, o.Log); err != nil {
+	if f.Redis, err = StartRedis(ctx, o.Parts.Redis, o.Log); err != nil {
 		return nil, err
 	}
 	progress("redis-server on %s (no persistence)", f.Redis.Addr)
@@ -65,7 +95,7 @@ func StartFleet(ctx context.Context, spec *envoy.Spec, o FleetOptions) (*Fleet, 
 	if b := spec.RateLimitService.Backends[0]; net.ParseIP(b.Host).IsLoopback() && portFree(b.String()) {
 		grpcAddr = b.String()
 	}
-	if f.RLS, err = StartRateLimit(ctx, o.RateLimit, filepath.Join(o.Dir, "ratelimit"), conf, f.Redis.Addr, grpcAddr, o.Log); err != nil {
+	if f.RLS, err = StartRateLimit(ctx, o.Parts.RateLimit, filepath.Join(o.Dir, "ratelimit"), conf, f.Redis.Addr, grpcAddr, o.Log); err != nil {
 		f.Stop()
 		return nil, err
 	}

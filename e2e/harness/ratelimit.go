@@ -105,24 +105,15 @@ func (rl *RateLimit) Start(ctx context.Context) error {
 	}
 	rl.Proc = p
 	c := &http.Client{Timeout: time.Second}
-	for {
+	return waitFor(ctx, p, "ratelimit healthy on http://"+rl.HTTP+"/healthcheck", func() bool {
 		resp, err := c.Get("http://" + rl.HTTP + "/healthcheck")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false
 		}
-		select {
-		case <-p.Done():
-			return fmt.Errorf("harness: ratelimit exited: %v\n%s", p.ExitErr(), p.Log())
-		case <-ctx.Done():
-			p.Kill()
-			return fmt.Errorf("harness: ratelimit not healthy on http://%s/healthcheck: %w\n%s", rl.HTTP, ctx.Err(), p.Log())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // Stop stops the service (see Process.Stop).

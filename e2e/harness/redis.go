@@ -66,19 +66,23 @@ func (r *Redis) Start(ctx context.Context) error {
 		return err
 	}
 	r.Proc = p
-	for {
-		if err := redisPing(r.Addr); err == nil {
-			return nil
-		}
+	return waitFor(ctx, p, "redis-server on "+r.Addr+" answering PING", func() bool { return redisPing(r.Addr) == nil })
+}
+
+// waitFor polls ready every 20ms until it holds. It fails when p exits
+// first, or when ctx ends, killing p then; both errors carry p's output.
+func waitFor(ctx context.Context, p *Process, what string, ready func() bool) error {
+	for !ready() {
 		select {
 		case <-p.Done():
-			return fmt.Errorf("harness: redis-server exited: %v\n%s", p.ExitErr(), p.Log())
+			return fmt.Errorf("harness: %s exited: %v\n%s", p.Name, p.ExitErr(), p.Log())
 		case <-ctx.Done():
 			p.Kill()
-			return fmt.Errorf("harness: redis-server on %s not answering: %w", r.Addr, ctx.Err())
+			return fmt.Errorf("harness: waiting for %s: %w\n%s", what, ctx.Err(), p.Log())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
 // Stop stops the server (see Process.Stop).

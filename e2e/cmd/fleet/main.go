@@ -57,11 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	redisBin, err := harness.FindRedis()
-	if err != nil {
-		return fail("%v", err)
-	}
-	rlsBin, err := harness.FindRateLimit(root)
+	parts, err := harness.FindGlobalParts(root)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -72,11 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintln(stdout, "fleet: building the sample backend and envoysim ...")
-	tools, err := harness.BuildTools(ctx, root, filepath.Join(dir, "bin"))
-	if err != nil {
-		return fail("%v", err)
-	}
-	dp, err := harness.FindDataplane(tools.Envoysim)
+	tools, dp, err := harness.ToolsAndDataplane(ctx, root, filepath.Join(dir, "bin"))
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -103,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	f, err := harness.StartFleet(ctx, spec, harness.FleetOptions{
 		Options:  harness.Options{Dir: dir, Dataplane: dp, Tools: tools, StartBackends: true, Log: logFile},
-		Replicas: *replicas, RedisBin: redisBin, RateLimit: rlsBin, ListenPorts: ports, Out: stdout,
+		Replicas: *replicas, Parts: parts, ListenPorts: ports, Out: stdout,
 	})
 	if err != nil {
 		return fail("%v", err)
