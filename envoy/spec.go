@@ -1,7 +1,10 @@
 // Package envoy turns a gateway spec (a small YAML or JSON document: listener,
 // admin, wasm module, filter rules, routes with backends) into the
 // configuration that runs tokengate: an Envoy bootstrap built from
-// go-control-plane's typed messages, or an Istio WasmPlugin manifest.
+// go-control-plane's typed messages, or an Istio WasmPlugin manifest. For
+// global rules it also writes the rate limit service's side: the
+// envoyproxy/ratelimit configuration (RateLimitConfig) and, for Istio, the
+// Kubernetes manifests of that service and its Redis (RateLimitManifests).
 //
 // ParseSpec is strict: unknown fields, wrong types, bad durations and
 // addresses, duplicate routes and a filter block that the filter itself would
