@@ -124,7 +124,7 @@ func (m *Metrics) WriteText(w io.Writer) error {
 func (m *Metrics) WritePrometheus(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	for _, s := range m.sorted() {
-		name := PrometheusName(s.name)
+		name := prometheusName(s.name)
 		switch s.kind {
 		case metricCounter:
 			fmt.Fprintf(bw, "# TYPE %s counter\n%s{} %d\n", name, name, s.value.Load())
@@ -138,8 +138,8 @@ func (m *Metrics) WritePrometheus(w io.Writer) error {
 	return bw.Flush()
 }
 
-// PrometheusName maps a full stat name to the name Envoy's /stats/prometheus uses for it.
-func PrometheusName(stat string) string {
+// prometheusName maps a full stat name to the name Envoy's /stats/prometheus uses for it.
+func prometheusName(stat string) string {
 	stat = strings.TrimPrefix(stat, statPrefix)
 	b := []byte(stat)
 	for i, c := range b {

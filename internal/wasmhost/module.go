@@ -73,9 +73,6 @@ type Module struct {
 	seq       atomic.Uint64
 }
 
-// ABIVersion returns the proxy-wasm ABI version the module declares: "0.2.0" or "0.2.1".
-func (m *Module) ABIVersion() string { return m.abi.String() }
-
 // Compile compiles a proxy-wasm module with wazero's compiler engine and checks it the way
 // Envoy loads it: the module must export proxy_abi_version_0_2_1 or _0_2_0 (Envoy also takes
 // _0_1_0; this host refuses it by name), must

@@ -125,8 +125,8 @@ func TestCompileAcceptsMinimalModule(t *testing.T) {
 		t.Fatalf("Compile: %v", err)
 	}
 	defer m.Close(ctx)
-	if m.ABIVersion() != "0.2.0" {
-		t.Errorf("ABIVersion = %q", m.ABIVersion())
+	if m.abi != abi020 {
+		t.Errorf("ABI %s, want 0.2.0", m.abi)
 	}
 	// It starts: no callbacks exported means they are skipped.
 	p, err := NewPlugin(ctx, m, PluginConfig{Name: "minimal"})
@@ -218,8 +218,8 @@ func TestCompileRejectsOSStat(t *testing.T) {
 // in Envoy's set, so it compiles.
 func TestCompileGuestImportsOnlyEnvoySet(t *testing.T) {
 	m := guestModule(t, "guest")
-	if m.ABIVersion() != "0.2.0" {
-		t.Fatalf("ABI %s", m.ABIVersion())
+	if m.abi != abi020 {
+		t.Fatalf("ABI %s, want 0.2.0", m.abi)
 	}
 	for _, def := range m.cm.ImportedFunctions() {
 		mod, name, _ := def.Import()
