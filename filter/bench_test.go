@@ -70,12 +70,12 @@ func serveLoop(b *testing.B, vm *wasmhost.VM, wantStatus int) {
 // The request paths of the table, each a configuration and the status its
 // requests get.
 const (
-	allowedConfig = `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}]}`
+	allowedConfig = `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":1000000000,"refill":1,"interval":"1s"}]}`
 	deniedConfig  = `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":1,"refill":1,"interval":"1000h"}]}`
 	threeConfig   = `{"rules":[
-		{"name":"per-ip","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"},
-		{"name":"per-key-path","match":{"path_prefix":"/api/","methods":["GET","POST"]},"key":["header:x-api-key","path","method"],"capacity":9000000000000000000,"refill":1,"interval":"1s"},
-		{"name":"per-host","match":{"hosts":["api.example.com"]},"key":["host"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}]}`
+		{"name":"per-ip","key":["remote_address"],"capacity":1000000000,"refill":1,"interval":"1s"},
+		{"name":"per-key-path","match":{"path_prefix":"/api/","methods":["GET","POST"]},"key":["header:x-api-key","path","method"],"capacity":1000000000,"refill":1,"interval":"1s"},
+		{"name":"per-host","match":{"hosts":["api.example.com"]},"key":["host"],"capacity":1000000000,"refill":1,"interval":"1s"}]}`
 )
 
 // denier starts the denied path: its one token is spent before the loop.
@@ -148,7 +148,7 @@ func BenchmarkPaths(b *testing.B) {
 // BenchmarkAllowedPhases splits an allowed request into its callbacks (as
 // the host sees them) and reports each as ns/<phase>.
 func BenchmarkAllowedPhases(b *testing.B) {
-	g := start(b, `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}]}`)
+	g := start(b, `{"rules":[{"name":"per-ip","key":["remote_address"],"capacity":1000000000,"refill":1,"interval":"1s"}]}`)
 	vm := g.Worker(0)
 	resp := wasmhost.Headers{{":status", "200"}}
 	var create, reqHdr, respHdr, done time.Duration
@@ -174,7 +174,7 @@ func BenchmarkAllowedPhases(b *testing.B) {
 // contention drives 8 worker VMs from 8 goroutines, b.N requests in all,
 // and reports requests per second and CAS retries per request.
 func contention(b *testing.B, keys int) {
-	g := start(b, `{"rules":[{"name":"c","key":["remote_address"],"capacity":9000000000000000000,"refill":1,"interval":"1s"}],"slots":16384}`, workers(8))
+	g := start(b, `{"rules":[{"name":"c","key":["remote_address"],"capacity":1000000000,"refill":1,"interval":"1s"}],"slots":16384}`, workers(8))
 	sources := make([]string, keys)
 	for i := range sources {
 		sources[i] = fmt.Sprintf("10.%d.%d.%d:1", i>>16&255, i>>8&255, i&255)

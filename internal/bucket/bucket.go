@@ -54,13 +54,13 @@ func Advance(l Limit, s State, now int64) State {
 		return State{Tokens: l.Capacity, Last: now}
 	}
 	elapsed := uint64(now) - uint64(s.Last) // exact: now > Last
-	hi, lo := bits.Mul64(elapsed, uint64(l.Refill))
+	hi, lo := mul(elapsed, uint64(l.Refill))
 	lo, carry := bits.Add64(lo, s.Frac, 0)
 	hi += carry
 	if hi >= uint64(l.Interval) { // more than 2^64 tokens: certainly full
 		return State{Tokens: l.Capacity, Last: now}
 	}
-	gained, frac := bits.Div64(hi, lo, uint64(l.Interval))
+	gained, frac := div(hi, lo, uint64(l.Interval))
 	if gained >= uint64(l.Capacity-s.Tokens) {
 		return State{Tokens: l.Capacity, Last: now}
 	}
@@ -96,13 +96,13 @@ func Wait(l Limit, s State, n int64) int64 {
 		return math.MaxInt64
 	}
 	// The missing tokens, in 1/Interval units, less the fraction gathered.
-	hi, lo := bits.Mul64(uint64(n-s.Tokens), uint64(l.Interval))
+	hi, lo := mul(uint64(n-s.Tokens), uint64(l.Interval))
 	lo, borrow := bits.Sub64(lo, s.Frac, 0)
 	hi -= borrow
 	if hi >= uint64(l.Refill) {
 		return math.MaxInt64
 	}
-	q, r := bits.Div64(hi, lo, uint64(l.Refill))
+	q, r := div(hi, lo, uint64(l.Refill))
 	if r != 0 {
 		q++
 	}
@@ -110,6 +110,26 @@ func Wait(l Limit, s State, n int64) int64 {
 		return math.MaxInt64
 	}
 	return int64(q)
+}
+
+// mul returns the 128-bit product of a and b. wasm has no 64x64->128
+// multiply, and math/bits emulates one with four multiplications: when both
+// fit in 32 bits, as times and rates usually do, one native multiply is
+// exact.
+func mul(a, b uint64) (hi, lo uint64) {
+	if (a|b)>>32 == 0 {
+		return 0, a * b
+	}
+	return bits.Mul64(a, b)
+}
+
+// div divides the 128-bit hi:lo by d (hi < d). With hi zero it is one native
+// 64-bit division instead of math/bits' long division.
+func div(hi, lo, d uint64) (q, r uint64) {
+	if hi == 0 {
+		return lo / d, lo % d
+	}
+	return bits.Div64(hi, lo, d)
 }
 
 // Window returns the time, in nanoseconds, an empty bucket takes to fill:

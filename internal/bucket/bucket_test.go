@@ -2,6 +2,7 @@ package bucket
 
 import (
 	"math"
+	"math/bits"
 	"testing"
 	"time"
 )
@@ -188,4 +189,24 @@ func BenchmarkTake(b *testing.B) {
 		s, _ = Take(l, s, int64(i)*1000, 1)
 		Encode(buf[:], s)
 	}
+}
+
+// FuzzMulDiv holds the fast paths of mul and div to math/bits' results.
+func FuzzMulDiv(f *testing.F) {
+	f.Add(uint64(3), uint64(1e9), uint64(7))
+	f.Add(uint64(1)<<32, uint64(5), uint64(1))
+	f.Add(uint64(math.MaxUint32), uint64(math.MaxUint32), uint64(math.MaxUint64))
+	f.Fuzz(func(t *testing.T, a, b, d uint64) {
+		hi, lo := mul(a, b)
+		if wantHi, wantLo := bits.Mul64(a, b); hi != wantHi || lo != wantLo {
+			t.Fatalf("mul(%d, %d) = %d:%d, want %d:%d", a, b, hi, lo, wantHi, wantLo)
+		}
+		if d == 0 || hi >= d {
+			return
+		}
+		q, r := div(hi, lo, d)
+		if wantQ, wantR := bits.Div64(hi, lo, d); q != wantQ || r != wantR {
+			t.Fatalf("div(%d:%d, %d) = %d r %d, want %d r %d", hi, lo, d, q, r, wantQ, wantR)
+		}
+	})
 }
