@@ -47,6 +47,17 @@ func (hostClock) Now() int64 { return proxywasm.Now() }
 type metrics struct {
 	ids     [][limiter.NumCounters]uint32
 	defined []uint32 // per rule, bit c: counter c has an id
+	panics  uint32   // id of tokengate.panics, when panicsOK
+	panicOK bool
+}
+
+// panicsMetric counts requests decided by failure_mode after a panic.
+const panicsMetric = "tokengate.panics"
+
+func (m *metrics) panicked() {
+	if m.panicOK {
+		proxywasm.IncrementMetric(m.panics, 1)
+	}
 }
 
 // defineMetrics defines every counter of every rule. A counter the host
@@ -66,6 +77,11 @@ func defineMetrics(cfg *config.Config) metrics {
 			m.defined[i] |= 1 << c
 		}
 	}
+	id, st := proxywasm.DefineMetric(proxywasm.MetricCounter, panicsMetric)
+	if st != proxywasm.StatusOK {
+		proxywasm.Log(proxywasm.LogError, "tokengate: counter "+panicsMetric+" not defined, it will not be kept: "+st.String())
+	}
+	m.panics, m.panicOK = id, st == proxywasm.StatusOK
 	return m
 }
 

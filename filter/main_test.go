@@ -51,15 +51,16 @@ func setup() error {
 }
 
 // buildWasm builds the Go package pkg (relative to filter/) as a wasip1
-// reactor module, like `make wasm`, and returns its bytes.
-func buildWasm(pkg string) ([]byte, error) {
+// reactor module, like `make wasm` (with build tags, if any), and returns
+// its bytes.
+func buildWasm(pkg string, tags ...string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "tokengate-build")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, "module.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-tags="+strings.Join(tags, ","), "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building %s: %v\n%s", pkg, err, msg)
@@ -82,6 +83,12 @@ func workers(n int) option { return func(c *wasmhost.PluginConfig) { c.Concurren
 
 func start(t testing.TB, configuration string, opts ...option) *gateway {
 	t.Helper()
+	return startModule(t, module, configuration, opts...)
+}
+
+// startModule is start with another build of the filter.
+func startModule(t testing.TB, m *wasmhost.Module, configuration string, opts ...option) *gateway {
+	t.Helper()
 	g := &gateway{clock: wasmhost.NewFakeClock(t0), log: &strings.Builder{}}
 	cfg := wasmhost.PluginConfig{
 		Name: "tokengate", RootID: "tokengate", VMID: "tokengate",
@@ -95,7 +102,7 @@ func start(t testing.TB, configuration string, opts ...option) *gateway {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	p, err := wasmhost.NewPlugin(context.Background(), module, cfg)
+	p, err := wasmhost.NewPlugin(context.Background(), m, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,6 +108,9 @@ func (v *vm) OnRequestHeaders(id uint32, _ int, _ bool) proxywasm.Action {
 	if s == nil || s.root == nil || s.root.lim == nil {
 		return proxywasm.ActionContinue
 	}
+	if faultHook != nil {
+		faultHook()
+	}
 	v.req.reset(s.root.single)
 	d := s.root.lim.Decide(&v.req, hostClock{})
 	if d.Denied {
@@ -118,6 +121,10 @@ func (v *vm) OnRequestHeaders(id uint32, _ int, _ bool) proxywasm.Action {
 	}
 	return v.admit(s)
 }
+
+// faultHook, when set (only by the test build of hook.go), runs first in
+// every request callback.
+var faultHook func()
 
 // admit lets a request the local rules allowed go on. Tiers that decide
 // after the local rules (and may pause the stream) belong here.
@@ -165,6 +172,27 @@ func (v *vm) OnResponseHeaders(id uint32, _ int, _ bool) proxywasm.Action {
 	for i := 0; i < s.headers.Len(); i++ {
 		name, value := s.headers.At(i)
 		proxywasm.ReplaceHeader(proxywasm.MapResponseHeaders, name, value)
+	}
+	return proxywasm.ActionContinue
+}
+
+// OnRequestPanic follows failure_mode after a panic in OnRequestHeaders: a
+// bug must not decide the stream's fate by itself. Under "deny" the client
+// gets the configured reply with Retry-After: 1. Each one is counted in
+// tokengate.panics, besides the critical log line.
+func (v *vm) OnRequestPanic(id uint32) proxywasm.Action {
+	s := v.streams.get(id)
+	if s == nil || s.root == nil || s.root.lim == nil {
+		return proxywasm.ActionContinue
+	}
+	s.root.metrics.panicked()
+	if s.replied { // the panic came after the reply was on its way
+		return proxywasm.ActionPause
+	}
+	d := s.root.lim.Undecided()
+	s.headers.Reset()
+	if d.Denied {
+		return v.refuse(s, d)
 	}
 	return proxywasm.ActionContinue
 }

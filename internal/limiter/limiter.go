@@ -468,6 +468,21 @@ func (l *Limiter) failure(ri int) Verdict {
 	return Verdict{Rule: ri, Failure: true, RetryAfter: failureRetryAfter}
 }
 
+// Undecided returns the decision failure_mode gives a request the limiter
+// could not decide at all (the filter met a panic while deciding it): under
+// "deny" a refusal with a Retry-After of one second, as when shared data is
+// unusable, and under "allow" an admission; neither names a bucket. The
+// caller counts it. The decision is reused like Decide's.
+func (l *Limiter) Undecided() *Decision {
+	d := &l.decision
+	d.Verdicts, d.Denied = d.Verdicts[:0], false
+	if l.cfg.FailureMode == config.FailDeny {
+		d.Verdicts = append(d.Verdicts, Verdict{Failure: true, RetryAfter: failureRetryAfter})
+		d.Denied = true
+	}
+	return d
+}
+
 func (l *Limiter) count(ri int, c Counter, delta int64) {
 	if l.metrics != nil {
 		l.metrics.Add(ri, c, delta)

@@ -2,7 +2,6 @@
 
 package proxywasm
 
-import "fmt"
 
 var handler Handler
 
@@ -18,9 +17,9 @@ func proxyABIVersion() {}
 func proxyOnMemoryAllocate(size uint32) uint32 { return allocate(size) }
 
 //go:wasmexport proxy_on_context_create
-func proxyOnContextCreate(ctx, parent uint32) {
+func proxyOnContextCreate(id, parent uint32) {
 	resetArena()
-	handler.OnContextCreate(ctx, parent)
+	handler.OnContextCreate(id, parent)
 }
 
 //go:wasmexport proxy_on_vm_start
@@ -32,28 +31,52 @@ func proxyOnVMStart(root, size uint32) uint32 {
 //go:wasmexport proxy_on_configure
 func proxyOnConfigure(root, size uint32) (ok uint32) {
 	resetArena()
-	defer recoverTo(&ok, 0) // a panic while configuring rejects the configuration
+	defer func() {
+		if r := recover(); r != nil { // a panic while configuring rejects the configuration
+			logPanic(r)
+			ok = 0
+		}
+	}()
 	return boolResult(handler.OnConfigure(root, int(size)))
 }
 
 //go:wasmexport proxy_on_request_headers
-func proxyOnRequestHeaders(ctx, headers, endOfStream uint32) (action uint32) {
+func proxyOnRequestHeaders(id, headers, endOfStream uint32) (action uint32) {
 	resetArena()
-	defer recoverTo(&action, uint32(ActionContinue))
-	return uint32(handler.OnRequestHeaders(ctx, int(headers), endOfStream != 0))
+	defer recoverRequest(id, &action)
+	return uint32(handler.OnRequestHeaders(id, int(headers), endOfStream != 0))
+}
+
+// recoverRequest turns a panic in OnRequestHeaders into a critical log line
+// and the Handler's OnRequestPanic, which decides what the stream does.
+func recoverRequest(id uint32, action *uint32) {
+	if r := recover(); r != nil {
+		logPanic(r)
+		*action = uint32(handler.OnRequestPanic(id))
+	}
 }
 
 //go:wasmexport proxy_on_response_headers
-func proxyOnResponseHeaders(ctx, headers, endOfStream uint32) (action uint32) {
+func proxyOnResponseHeaders(id, headers, endOfStream uint32) (action uint32) {
 	resetArena()
-	defer recoverTo(&action, uint32(ActionContinue))
-	return uint32(handler.OnResponseHeaders(ctx, int(headers), endOfStream != 0))
+	defer recoverResponse(&action)
+	return uint32(handler.OnResponseHeaders(id, int(headers), endOfStream != 0))
+}
+
+// recoverResponse turns a panic in OnResponseHeaders into a critical log
+// line and Continue: the request was admitted already, the response goes on
+// as the upstream sent it.
+func recoverResponse(action *uint32) {
+	if r := recover(); r != nil {
+		logPanic(r)
+		*action = uint32(ActionContinue)
+	}
 }
 
 //go:wasmexport proxy_on_delete
-func proxyOnDelete(ctx uint32) {
+func proxyOnDelete(id uint32) {
 	resetArena()
-	handler.OnDelete(ctx)
+	handler.OnDelete(id)
 }
 
 func boolResult(b bool) uint32 {
@@ -63,11 +86,15 @@ func boolResult(b bool) uint32 {
 	return 0
 }
 
-// recoverTo turns a panic into a critical log line and a fixed result, so a
-// bug met by one request does not trap and kill the whole VM.
-func recoverTo(result *uint32, value uint32) {
-	if r := recover(); r != nil {
-		Log(LogCritical, fmt.Sprint("tokengate: recovered from panic: ", r))
-		*result = value
+// logPanic logs a recovered panic value at critical level. It names the
+// value without fmt, which would double the module's size for one line.
+func logPanic(r any) {
+	msg := "non-error value"
+	switch v := r.(type) {
+	case error:
+		msg = v.Error()
+	case string:
+		msg = v
 	}
+	Log(LogCritical, "tokengate: recovered from panic: "+msg)
 }

@@ -15,8 +15,15 @@
 //  3. Nothing blocks: no goroutines, channels, sleeps or runtime.GC. A VM is
 //     single-threaded and Envoy's WASI poll_oneoff may be missing.
 //
-// A panic inside a request callback is recovered, logged at critical level
-// and answered with Continue: in Envoy a trap would kill the worker's VM.
+// A panic inside a stream callback is recovered and logged at critical
+// level, and the Handler decides the stream's fate (see Handler): in Envoy a
+// trap kills the worker's VM. A fatal runtime error (out of memory, a
+// corrupted heap) is not a panic. In a c-shared module Go treats it as
+// GOTRACEBACK=crash: it prints its trace through fd_write, which Envoy logs,
+// then executes wasm's unreachable instruction, so the VM traps and Envoy's
+// failure policy answers; WASI proc_exit, which Envoy's stub only logs and
+// returns from, is not what ends it. Nothing here calls os.Exit, the one
+// path that would reach proc_exit and then carry on.
 //
 // The status codes, enums and the header-pairs codec build on every GOOS so
 // they can be tested natively; the host calls need wasip1.
@@ -120,16 +127,23 @@ const (
 // Handler receives the callbacks of one VM, by context id. Only the
 // callbacks tokengate needs are exported: the host skips the others
 // (proxy_on_log, proxy_on_done, bodies, ticks), which saves two calls into
-// the VM per request. Root contexts
-// are created with parent 0, stream contexts with their root's id. A
-// Handler is only ever called from the VM's single thread.
+// the VM per request. Root contexts are created with parent 0, stream
+// contexts with their root's id. A Handler is only ever called from the
+// VM's single thread.
+//
+// A panic in OnRequestHeaders is recovered and logged, and OnRequestPanic
+// says what the stream does then; a panic in OnConfigure rejects the
+// configuration; one in OnResponseHeaders is logged and the response goes
+// on. A fatal runtime error cannot be recovered: it traps (see the package
+// comment).
 type Handler interface {
-	OnContextCreate(ctx, parent uint32)
+	OnContextCreate(id, parent uint32)
 	OnVMStart(root uint32, vmConfigSize int) bool
 	OnConfigure(root uint32, pluginConfigSize int) bool
-	OnRequestHeaders(ctx uint32, headers int, endOfStream bool) Action
-	OnResponseHeaders(ctx uint32, headers int, endOfStream bool) Action
-	OnDelete(ctx uint32)
+	OnRequestHeaders(id uint32, headers int, endOfStream bool) Action
+	OnRequestPanic(id uint32) Action
+	OnResponseHeaders(id uint32, headers int, endOfStream bool) Action
+	OnDelete(id uint32)
 }
 
 // AppendPairs appends pairs to dst in the proxy-wasm header-pairs format:

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"sort"
-	"strconv"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -185,9 +184,12 @@ func wasiPollOneoff(vm *VM, s []uint64) {
 	setErrno(s, errnoSuccess)
 }
 
-// wasiProcExit only logs, like Envoy; the Go runtime then executes unreachable and traps.
-func wasiProcExit(vm *VM, s []uint64) {
-	vm.logString(LogError, "wasi_unstable proc_exit("+strconv.Itoa(int(int32(u32(s, 0))))+")")
+// wasiProcExit is Envoy's stub (proxy-wasm-cpp-host): it logs an error, without the exit
+// code, and returns, so the guest runs on after the call. A standard-Go c-shared module never
+// gets here on a fatal error: its runtime crashes first (GOTRACEBACK=crash for libraries, the
+// wasm unreachable instruction), which traps. Only os.Exit reaches it, and then returns.
+func wasiProcExit(vm *VM, _ []uint64) {
+	vm.logString(LogError, "wasi_unstable proc_exit")
 }
 
 // maxRandomGet is cpp-host's limit on one random_get.

@@ -1,0 +1,32 @@
+//go:build wasip1 && tokengate_fault_hooks
+
+package main
+
+import (
+	"unsafe"
+
+	"github.com/tokengate/tokengate/internal/proxywasm"
+)
+
+// Fault hooks for the filter tests, compiled only with the build tag
+// tokengate_fault_hooks: never part of build/tokengate.wasm. A request
+// header x-tokengate-fault: panic makes the request callback panic, and
+// x-tokengate-fault: fatal makes it meet a fatal runtime error.
+
+//go:linkname throw runtime.throw
+func throw(s string)
+
+func init() {
+	faultHook = func() {
+		v, st := proxywasm.GetHeader(proxywasm.MapRequestHeaders, "x-tokengate-fault")
+		if st != proxywasm.StatusOK {
+			return
+		}
+		switch unsafe.String(unsafe.SliceData(v), len(v)) {
+		case "panic":
+			panic("tokengate: fault hook")
+		case "fatal":
+			throw("tokengate: fault hook")
+		}
+	}
+}
