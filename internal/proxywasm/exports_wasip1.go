@@ -2,7 +2,6 @@
 
 package proxywasm
 
-
 var handler Handler
 
 // SetHandler installs the Handler of this VM. Call it from an init function:
