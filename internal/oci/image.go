@@ -9,9 +9,11 @@
 // file, plugin.wasm. Istio's puller reads the last layer of such an image
 // when its media type is exactly that, and takes the file whose base name is
 // plugin.wasm; Envoy Gateway's puller does the same. Everything in the image
-// is fixed (no timestamps, fixed file mode and owner), so one module always
-// gives one manifest digest: an image built twice, or built locally and
-// pushed, has the same digest.
+// is fixed (no timestamps, fixed file mode and owner), so with one Go
+// toolchain one module always gives one manifest digest: an image built
+// twice, or built locally and pushed, has the same digest. (Another Go
+// release may compress the layer differently, and so give another digest
+// for the same module.)
 //
 // Nothing here is used by the filter itself: the module never links this
 // package or its dependencies.
