@@ -3,6 +3,7 @@ package envoysim
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,10 +15,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/wasmhost"
 )
 
-// fakeFilter stands in for the wasm filter: it denies requests that carry x-deny with a 429
-// local reply and marks allowed responses with the worker that served them.
+// fakeFilter stands in for the wasm filter. It denies requests that carry x-deny with a 429
+// local reply, rewrites :path to x-rewrite-path, pauses requests that carry x-pause (then
+// resumes them after 50 ms, or denies them when the value is "deny"), buffers the body of
+// requests that carry x-buffer-body until its end, and marks responses with the worker that
+// served them.
 type fakeFilter struct {
 	mu      sync.Mutex
 	workers map[uint64]int // connection id -> worker
@@ -31,17 +37,17 @@ func newFakeFilter() *fakeFilter { return &fakeFilter{workers: map[uint64]int{}}
 func (f *fakeFilter) factory() FilterFactory {
 	return func(ctx context.Context, cfg WasmConfig, workers int) (Filter, error) {
 		if strings.Contains(string(cfg.Configuration), "bad") {
-			return nil, fmt.Errorf("canary failed: bad configuration")
+			return nil, errors.New("canary failed: bad configuration")
 		}
 		return f, nil
 	}
 }
 
-func (f *fakeFilter) NewStream(worker int, info StreamInfo) Stream {
+func (f *fakeFilter) NewStream(worker int, info wasmhost.StreamInfo) Stream {
 	f.mu.Lock()
 	f.workers[info.ConnectionID] = worker
 	f.mu.Unlock()
-	return &fakeStream{f: f, worker: worker, info: info}
+	return &fakeStream{f: f, worker: worker, info: info, resumed: make(chan wasmhost.Result, 1)}
 }
 
 func (f *fakeFilter) Stats() map[string]int64 {
@@ -55,38 +61,71 @@ func (f *fakeFilter) WritePrometheus(w io.Writer) error {
 
 func (f *fakeFilter) Close(context.Context) error { f.closed.Store(true); return nil }
 
+// fakeStream is one stream of fakeFilter. The request fields are used by the decoding
+// goroutine only.
 type fakeStream struct {
-	f      *fakeFilter
-	worker int
-	info   StreamInfo
-	seen   Headers
+	f       *fakeFilter
+	worker  int
+	info    wasmhost.StreamInfo
+	req     wasmhost.Headers
+	buffer  bool   // x-buffer-body: hold the body until its end
+	body    []byte // what is held
+	resumed chan wasmhost.Result
 }
 
-func (s *fakeStream) RequestHeaders(h Headers, eos bool) Result {
-	s.seen = h
+var denyReply = &wasmhost.LocalReply{Status: 429, Details: "rate_limited",
+	Headers: wasmhost.Headers{{":status", "429"}, {"retry-after", "1"}, {"x-fake", "local"}}, Body: []byte("slow down\n")}
+
+func (s *fakeStream) RequestHeaders(h wasmhost.Headers, eos bool) wasmhost.Result {
+	s.req = h
 	if _, ok := h.Get("x-deny"); ok {
 		s.f.denied.Add(1)
-		return Result{LocalReply: &LocalReply{Status: 429, Details: "rate_limited",
-			Headers: Headers{{"retry-after", "1"}, {"x-fake", "local"}}, Body: []byte("slow down\n")}}
+		return wasmhost.Result{Action: wasmhost.Pause, Headers: h, LocalReply: denyReply}
+	}
+	if p, ok := h.Get("x-rewrite-path"); ok {
+		s.req = setHeader(h, ":path", p)
+	}
+	_, s.buffer = h.Get("x-buffer-body")
+	if v, ok := h.Get("x-pause"); ok {
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			if v == "deny" {
+				s.f.denied.Add(1)
+				s.resumed <- wasmhost.Result{Action: wasmhost.Pause, LocalReply: denyReply}
+				return
+			}
+			s.f.allowed.Add(1)
+			s.resumed <- wasmhost.Result{Headers: s.req}
+		}()
+		return wasmhost.Result{Action: wasmhost.Pause, Headers: s.req}
 	}
 	s.f.allowed.Add(1)
-	if p, ok := h.Get("x-rewrite-path"); ok {
-		h = setHeader(h, ":path", p)
-		return Result{Headers: h}
-	}
-	return Result{}
+	return wasmhost.Result{Headers: s.req}
 }
 
-func (s *fakeStream) RequestBody([]byte, bool) Result { return Result{} }
+func (s *fakeStream) RequestBody(chunk []byte, eos bool) wasmhost.Result {
+	if !s.buffer {
+		return wasmhost.Result{Headers: s.req, Body: chunk}
+	}
+	s.body = append(s.body, chunk...)
+	if !eos {
+		return wasmhost.Result{Action: wasmhost.Pause, Headers: s.req, Body: s.body}
+	}
+	return wasmhost.Result{Headers: s.req, Body: s.body}
+}
 
-func (s *fakeStream) ResponseHeaders(h Headers, eos bool) Result {
+func (s *fakeStream) ResponseHeaders(h wasmhost.Headers, eos bool) wasmhost.Result {
 	h = append(h[:len(h):len(h)], [2]string{"x-fake-worker", strconv.Itoa(s.worker)},
 		[2]string{"x-fake-route", s.info.RouteName})
-	return Result{Headers: h}
+	return wasmhost.Result{Headers: h}
 }
 
-func (s *fakeStream) ResponseBody([]byte, bool) Result { return Result{} }
-func (s *fakeStream) Close()                           {}
+func (s *fakeStream) ResponseBody(chunk []byte, _ bool) wasmhost.Result {
+	return wasmhost.Result{Body: chunk}
+}
+
+func (s *fakeStream) Resumed() <-chan wasmhost.Result { return s.resumed }
+func (s *fakeStream) Close()                          {}
 
 // testBackend is an upstream whose health and answers the test controls.
 type testBackend struct {

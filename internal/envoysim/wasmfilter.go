@@ -2,6 +2,7 @@ package envoysim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,8 +53,7 @@ func WasmFilter(log *slog.Logger) FilterFactory {
 			},
 		})
 		if err != nil {
-			_ = m.Close(ctx)
-			return nil, err
+			return nil, errors.Join(err, m.Close(ctx))
 		}
 		f := &wasmFilter{p: p, m: m, stop: make(chan struct{}), done: make(chan struct{})}
 		go f.tick()
@@ -96,9 +96,9 @@ func (f *wasmFilter) tick() {
 	}
 }
 
-func (f *wasmFilter) NewStream(worker int, info StreamInfo) Stream {
+func (f *wasmFilter) NewStream(worker int, info wasmhost.StreamInfo) Stream {
 	vm := f.p.Worker(worker % f.p.Workers())
-	return wasmStream{vm.NewStream(wasmhost.StreamInfo(info))}
+	return wasmStream{vm.NewStream(info)}
 }
 
 func (f *wasmFilter) Stats() map[string]int64 {
@@ -117,31 +117,11 @@ func (f *wasmFilter) WritePrometheus(w io.Writer) error { return f.p.Metrics().W
 func (f *wasmFilter) Close(ctx context.Context) error {
 	close(f.stop)
 	<-f.done
-	err := f.p.Close(ctx)
-	_ = f.m.Close(ctx)
-	return err
+	return errors.Join(f.p.Close(ctx), f.m.Close(ctx))
 }
 
-type wasmStream struct{ s *wasmhost.Stream }
+// wasmStream is a wasmhost stream. It never resumes a paused request by itself: the guest
+// has no asynchronous call to wait for yet.
+type wasmStream struct{ *wasmhost.Stream }
 
-func result(r wasmhost.Result) Result {
-	out := Result{Headers: Headers(r.Headers), Body: r.Body}
-	if lr := r.LocalReply; lr != nil {
-		out.LocalReply = &LocalReply{Status: lr.Status, Details: lr.Details, Headers: Headers(lr.Headers), Body: lr.Body}
-	}
-	return out
-}
-
-func (w wasmStream) RequestHeaders(h Headers, eos bool) Result {
-	return result(w.s.RequestHeaders(wasmhost.Headers(h), eos))
-}
-
-func (w wasmStream) RequestBody(b []byte, eos bool) Result { return result(w.s.RequestBody(b, eos)) }
-
-func (w wasmStream) ResponseHeaders(h Headers, eos bool) Result {
-	return result(w.s.ResponseHeaders(wasmhost.Headers(h), eos))
-}
-
-func (w wasmStream) ResponseBody(b []byte, eos bool) Result { return result(w.s.ResponseBody(b, eos)) }
-
-func (w wasmStream) Close() { w.s.Close() }
+func (wasmStream) Resumed() <-chan wasmhost.Result { return nil }
