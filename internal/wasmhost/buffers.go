@@ -20,6 +20,10 @@ func (vm *VM) buffer(typ uint32) (*[]byte, Status) {
 			return &st.req.body, StatusOK
 		}
 		return &st.resp.body, StatusOK
+	case bufGrpcReceive:
+		if vm.stream() == nil && vm.grpcs.receive != nil { // on the root, during proxy_on_grpc_receive
+			return &vm.grpcs.receive, StatusOK
+		}
 	case bufVMConfig:
 		if vm.phase == phaseVMStart {
 			return &vm.p.cfg.VMConfiguration, StatusOK

@@ -24,7 +24,8 @@
 //
 // Layout: imports.go is the table of what Envoy links; each host call lives beside the state it
 // touches (headers.go, buffers.go, shareddata.go, metrics.go, properties.go, localreply.go,
-// clock.go, log.go, wasi.go); stream.go holds a stream's state machine, serve.go VM.Serve.
+// clock.go, log.go, wasi.go); stream.go holds a stream's state machine, serve.go VM.Serve,
+// grpc.go the unary gRPC calls a guest makes through the embedder's [GrpcTransport].
 //
 // Concurrency: a [VM] is single-threaded like an Envoy worker; its methods serialize on an
 // internal mutex, so different VMs may be driven from different goroutines in parallel.
@@ -32,5 +33,6 @@
 //
 // Time: every VM reads the plugin's Clock (SystemClock by default, FakeClock in tests) for
 // proxy_get_current_time_nanoseconds, WASI realtime and monotonic clocks, tick deadlines and
-// the FAIL_RELOAD back-off; nothing reads the machine clock behind its back.
+// the FAIL_RELOAD back-off; nothing reads the machine clock behind its back, except the
+// timeout of a gRPC call, which runs on real time like the transport that carries it.
 package wasmhost

@@ -43,6 +43,8 @@ type PluginConfig struct {
 	// ReloadBackoff is the FAIL_RELOAD base back-off; 0 means 1 s. The delay before reload
 	// attempt n (from 0) is base*2^min(n,5), plus up to half of it as jitter.
 	ReloadBackoff time.Duration
+	// Grpc carries the guests' proxy_grpc_call calls; nil: every cluster is unknown.
+	Grpc GrpcTransport
 }
 
 // Plugin is a started plugin: a main-thread VM and N worker VMs of one Module, configured

@@ -47,6 +47,13 @@ func (s *Stream) serve(req Request, upstream func(Request) Response) Response {
 		paused = rb.Action != Continue
 		body = rb.Body
 	}
+	if paused {
+		// A filter waiting for a gRPC answer resumes (or answers) from its callback.
+		w := s.Wait()
+		if w.LocalReply != nil {
+			return replyResponse(w.LocalReply)
+		}
+	}
 	vm.mu.Lock()
 	paused = paused && !s.req.resumed
 	up := Request{Headers: s.req.headers, Body: body}

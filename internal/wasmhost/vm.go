@@ -47,6 +47,8 @@ type VM struct {
 	cur      *Stream // stream whose callback runs; nil for the root context
 	effSet   bool    // proxy_set_effective_context was called during this callback
 	eff      *Stream // the effective context when effSet (nil: root)
+	lastEff  *Stream // the stream the last invoke made effective, if any (gRPC callbacks)
+	grpcs    grpcState
 	streams  map[uint32]*Stream
 
 	stack      []uint64 // reused for export calls
@@ -85,6 +87,7 @@ type exportFns struct {
 	contextCreate, vmStart, configure, tick, done, log, del api.Function
 	reqHeaders, reqBody, reqTrailers                        api.Function
 	respHeaders, respBody, respTrailers                     api.Function
+	grpcReceive, grpcClose                                  api.Function
 }
 
 // vmCtx is the context every guest call of a VM runs with; host functions find their VM in it.
@@ -198,6 +201,8 @@ func (vm *VM) start() error {
 		respHeaders:   inst.ExportedFunction("proxy_on_response_headers"),
 		respBody:      inst.ExportedFunction("proxy_on_response_body"),
 		respTrailers:  inst.ExportedFunction("proxy_on_response_trailers"),
+		grpcReceive:   inst.ExportedFunction("proxy_on_grpc_receive"),
+		grpcClose:     inst.ExportedFunction("proxy_on_grpc_close"),
 	}
 
 	// A WASI reactor gets _initialize, then main(0, 0) if it exports one; a command gets
@@ -274,6 +279,9 @@ func (vm *VM) invoke(fn api.Function, s *Stream, nargs int) (uint64, bool) {
 		err = errTestTrap
 	} else {
 		err = fn.CallWithStack(vm.ctx, vm.stack)
+	}
+	if vm.effSet {
+		vm.lastEff = vm.eff
 	}
 	vm.cur, vm.effSet, vm.eff = prevCur, prevEffSet, prevEff
 	if err != nil {
