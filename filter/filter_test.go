@@ -40,7 +40,7 @@ func TestModuleInterface(t *testing.T) {
 	for _, f := range strings.Fields(`proxy_log proxy_get_current_time_nanoseconds proxy_get_buffer_bytes
 		proxy_get_header_map_pairs proxy_get_header_map_value proxy_add_header_map_value proxy_replace_header_map_value proxy_get_property
 		proxy_get_shared_data proxy_set_shared_data proxy_send_local_response proxy_define_metric
-		proxy_increment_metric`) {
+		proxy_increment_metric proxy_grpc_call proxy_grpc_cancel proxy_continue_stream proxy_set_effective_context`) {
 		envoyEnv[f] = true
 	}
 	for _, f := range cm.ImportedFunctions() {
@@ -55,7 +55,7 @@ func TestModuleInterface(t *testing.T) {
 	exports := cm.ExportedFunctions()
 	for _, name := range []string{"_initialize", "proxy_abi_version_0_2_0", "proxy_on_memory_allocate",
 		"proxy_on_context_create", "proxy_on_vm_start", "proxy_on_configure", "proxy_on_request_headers",
-		"proxy_on_response_headers", "proxy_on_delete"} {
+		"proxy_on_response_headers", "proxy_on_delete", "proxy_on_grpc_receive", "proxy_on_grpc_close"} {
 		if exports[name] == nil {
 			t.Errorf("does not export %s", name)
 		}

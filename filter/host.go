@@ -45,7 +45,7 @@ func (hostClock) Now() int64 { return proxywasm.Now() }
 
 // metrics maps the limiter's per-rule counters to proxy-wasm metric ids.
 type metrics struct {
-	ids     [][limiter.NumCounters]uint32
+	ids     [][limiter.NumAllCounters]uint32
 	defined []uint32 // per rule, bit c: counter c has an id
 	panics  uint32   // id of tokengate.panics, when panicsOK
 	panicOK bool
@@ -60,13 +60,17 @@ func (m *metrics) panicked() {
 	}
 }
 
-// defineMetrics defines every counter of every rule. A counter the host
+// defineMetrics defines the counters of every rule: the bucket ones for
+// local rules, the rate limit service ones for global rules. A counter the host
 // refuses to define is logged once, with the host's status, and left out:
 // the filter works on without it.
 func defineMetrics(cfg *config.Config) metrics {
-	m := metrics{ids: make([][limiter.NumCounters]uint32, len(cfg.Rules)), defined: make([]uint32, len(cfg.Rules))}
+	m := metrics{ids: make([][limiter.NumAllCounters]uint32, len(cfg.Rules)), defined: make([]uint32, len(cfg.Rules))}
 	for i := range cfg.Rules {
-		for c := limiter.Counter(0); c < limiter.NumCounters; c++ {
+		for c := limiter.Counter(0); c < limiter.NumAllCounters; c++ {
+			if c.Global() != (cfg.Rules[i].Global != nil) {
+				continue // local rules count buckets, global ones the service
+			}
 			name := limiter.MetricName(cfg.Rules[i].Name, c)
 			id, st := proxywasm.DefineMetric(proxywasm.MetricCounter, name)
 			if st != proxywasm.StatusOK {

@@ -17,6 +17,7 @@ import (
 type vm struct {
 	roots   []*root // few: one per plugin sharing this VM
 	streams streamTable
+	calls   callTable // streams waiting for the rate limit service, by token
 	req     request
 	reply   limiter.Headers // headers of the local reply being sent
 	pairs   [][2]string     // reply in pairs, for encoding
@@ -73,10 +74,6 @@ func (v *vm) OnConfigure(id uint32, size int) bool {
 		proxywasm.Log(proxywasm.LogCritical, "tokengate: "+err.Error())
 		return false
 	}
-	if cfg.RateLimitService != nil {
-		proxywasm.Log(proxywasm.LogCritical, "tokengate: global rules are not supported by this build yet")
-		return false
-	}
 	name := "tokengate"
 	if p, st := proxywasm.GetProperty("plugin_name"); st == proxywasm.StatusOK && len(p) > 0 {
 		name = string(p)
@@ -127,8 +124,13 @@ func (v *vm) OnRequestHeaders(id uint32, _ int, _ bool) proxywasm.Action {
 var faultHook func()
 
 // admit lets a request the local rules allowed go on. Tiers that decide
-// after the local rules (and may pause the stream) belong here.
-func (v *vm) admit(*stream) proxywasm.Action {
+// after the local rules (and may pause the stream) belong here: the global
+// rules (global.go), so a request refused locally never reaches the rate
+// limit service.
+func (v *vm) admit(s *stream) proxywasm.Action {
+	if s.root.lim.Global() != nil {
+		return v.checkGlobal(s)
+	}
 	return proxywasm.ActionContinue
 }
 
@@ -198,6 +200,7 @@ func (v *vm) OnRequestPanic(id uint32) proxywasm.Action {
 }
 
 func (v *vm) OnDelete(id uint32) {
+	v.cancelCall(id)
 	if v.streams.close(id) {
 		return
 	}

@@ -11,6 +11,8 @@ type stream struct {
 	root    *root
 	replied bool            // a local reply was sent: it carried the headers
 	headers limiter.Headers // rendered for the response when the request was admitted
+	call    limiter.Call    // the global tier's call, when one is made
+	token   uint32          // of the call in flight, 0 when none
 }
 
 // streamTable finds a stream by context id without a Go map on the request
@@ -33,7 +35,7 @@ func (t *streamTable) open(id uint32, r *root) {
 	} else {
 		s = &stream{}
 	}
-	s.id, s.root, s.replied = id, r, false
+	s.id, s.root, s.replied, s.token = id, r, false, 0
 	s.headers.Reset()
 	slot := &t.ring[id%ringSize]
 	if *slot == nil {

@@ -37,12 +37,17 @@ var counterNames = [NumCounters]string{
 	"allowed", "limited", "shadow_limited", "cas_retries", "failure_mode", "evictions", "shared", "garbage_reset",
 }
 
-func (c Counter) String() string { return counterNames[c] }
+func (c Counter) String() string {
+	if c.Global() {
+		return globalCounterNames[c-NumCounters]
+	}
+	return counterNames[c]
+}
 
 // MetricName returns the proxy-wasm metric name of a rule's counter. Envoy
 // exposes it as "wasmcustom." + the name.
 func MetricName(rule string, c Counter) string {
-	return "tokengate." + rule + "." + counterNames[c]
+	return "tokengate." + rule + "." + c.String()
 }
 
 // Metrics receives counter increments, by rule index.
@@ -107,6 +112,8 @@ type Limiter struct {
 	policyBuf []byte
 	policySet uint64
 	policyOK  bool
+
+	global *Global // nil when no rule is global
 }
 
 // New prepares a limiter for cfg. plugin names the shared-data namespace
@@ -138,6 +145,7 @@ func New(cfg *config.Config, plugin string, store Store, m Metrics) *Limiter {
 			remainingPrefix: `"` + r.Name + `";r=`,
 		})
 	}
+	l.global = newGlobal(l, plugin)
 	return l
 }
 

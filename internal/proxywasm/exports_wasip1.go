@@ -78,6 +78,27 @@ func proxyOnDelete(id uint32) {
 	handler.OnDelete(id)
 }
 
+//go:wasmexport proxy_on_grpc_receive
+func proxyOnGrpcReceive(root, token, size uint32) {
+	resetArena()
+	defer recoverLog()
+	handler.OnGrpcReceive(root, token, int(size))
+}
+
+//go:wasmexport proxy_on_grpc_close
+func proxyOnGrpcClose(root, token, status uint32) {
+	resetArena()
+	defer recoverLog()
+	handler.OnGrpcClose(root, token, GrpcStatus(status))
+}
+
+// recoverLog turns a panic into a critical log line.
+func recoverLog() {
+	if r := recover(); r != nil {
+		logPanic(r)
+	}
+}
+
 func boolResult(b bool) uint32 {
 	if b {
 		return 1

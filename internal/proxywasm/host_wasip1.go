@@ -169,3 +169,34 @@ func DefineMetric(t MetricType, name string) (uint32, Status) {
 func IncrementMetric(id uint32, delta int64) Status {
 	return Status(proxyIncrementMetric(id, delta))
 }
+
+// GrpcCall starts the unary call method of service serviceName with
+// message, on the cluster described by service (a serialized
+// envoy.config.core.v3.GrpcService, see AppendGrpcService), without initial
+// metadata. Envoy issues the call on the root context, whatever context
+// calls: the answer comes to Handler.OnGrpcReceive or OnGrpcClose of the
+// root, and the call outlives the stream that made it unless cancelled.
+// On a status other than OK no token is returned, but Envoy may still
+// deliver an OnGrpcClose for the token it had drawn (an unknown cluster):
+// ignore closes of tokens you do not know.
+func GrpcCall(service []byte, serviceName, method string, message []byte, timeoutMillis uint32) (uint32, Status) {
+	st := Status(proxyGrpcCall(bytesPtr(service), uint32(len(service)), strPtr(serviceName), uint32(len(serviceName)),
+		strPtr(method), uint32(len(method)), nil, 0, bytesPtr(message), uint32(len(message)), timeoutMillis, &retID))
+	if st != StatusOK {
+		return 0, st
+	}
+	return retID, StatusOK
+}
+
+// GrpcCancel cancels the call token: no callback will come for it.
+func GrpcCancel(token uint32) Status { return Status(proxyGrpcCancel(token)) }
+
+// ContinueStream resumes a paused stream direction of the effective
+// context. Envoy resumes it after the current callback returns.
+func ContinueStream(t StreamType) Status { return Status(proxyContinueStream(uint32(t))) }
+
+// SetEffectiveContext makes ctx the context later host calls of this
+// callback act on (continue, local reply, headers): needed in the root's
+// gRPC callbacks to reach the stream that waits. BAD_ARGUMENT when ctx is
+// gone. The host forgets it when the callback returns.
+func SetEffectiveContext(ctx uint32) Status { return Status(proxySetEffectiveContext(ctx)) }

@@ -47,3 +47,17 @@ func proxyDefineMetric(metricType uint32, name unsafe.Pointer, nameSize uint32, 
 
 //go:wasmimport env proxy_increment_metric
 func proxyIncrementMetric(id uint32, delta int64) uint32
+
+//go:wasmimport env proxy_grpc_call
+func proxyGrpcCall(service unsafe.Pointer, serviceSize uint32, serviceName unsafe.Pointer, serviceNameSize uint32,
+	method unsafe.Pointer, methodSize uint32, metadata unsafe.Pointer, metadataSize uint32,
+	message unsafe.Pointer, messageSize uint32, timeoutMillis uint32, retToken *uint32) uint32
+
+//go:wasmimport env proxy_grpc_cancel
+func proxyGrpcCancel(token uint32) uint32
+
+//go:wasmimport env proxy_continue_stream
+func proxyContinueStream(streamType uint32) uint32
+
+//go:wasmimport env proxy_set_effective_context
+func proxySetEffectiveContext(ctx uint32) uint32

@@ -99,9 +99,21 @@ const (
 type BufferType uint32
 
 const (
+	BufferGrpcReceive         BufferType = 5 // the message of proxy_on_grpc_receive
 	BufferVMConfiguration     BufferType = 6
 	BufferPluginConfiguration BufferType = 7
 )
+
+// StreamType selects the direction proxy_continue_stream resumes.
+type StreamType uint32
+
+const (
+	StreamRequest  StreamType = 0
+	StreamResponse StreamType = 1
+)
+
+// GrpcStatus is the gRPC status code a call ends with (0 OK .. 16).
+type GrpcStatus uint32
 
 // LogLevel is a proxy-wasm log level.
 type LogLevel uint32
@@ -144,6 +156,14 @@ type Handler interface {
 	OnRequestPanic(id uint32) Action
 	OnResponseHeaders(id uint32, headers int, endOfStream bool) Action
 	OnDelete(id uint32)
+	// OnGrpcReceive delivers the answer of the unary call token, of size
+	// bytes in BufferGrpcReceive (read it before SetEffectiveContext: the
+	// buffer belongs to the root); no OnGrpcClose follows. OnGrpcClose ends
+	// a call that failed, with its gRPC status. Both go to the root context
+	// that made the call (Envoy issues gRPC calls on the root). A panic in
+	// either is recovered and logged.
+	OnGrpcReceive(root, token uint32, size int)
+	OnGrpcClose(root, token uint32, status GrpcStatus)
 }
 
 // AppendPairs appends pairs to dst in the proxy-wasm header-pairs format:

@@ -388,3 +388,29 @@ func errVarint(n int) error {
 	}
 	return ErrMalformed
 }
+
+// Service and method of the protocol, as a gRPC call names them.
+const (
+	ServiceName = "envoy.service.ratelimit.v3.RateLimitService"
+	MethodName  = "ShouldRateLimit"
+)
+
+// AppendGrpcService appends a serialized envoy.config.core.v3.GrpcService
+// naming an Envoy cluster (envoy_grpc.cluster_name) and, when not empty,
+// the :authority of its calls (envoy_grpc.authority): the first argument
+// of proxy_grpc_call. Envoy also takes a bare cluster name there, but only
+// when the bytes fail to parse as a GrpcService, which some names do not.
+func AppendGrpcService(dst []byte, cluster, authority string) []byte {
+	const fieldEnvoyGrpc, fieldClusterName, fieldAuthority = 1, 1, 2
+	n := 1 + varintLen(uint64(len(cluster))) + len(cluster)
+	if authority != "" {
+		n += 1 + varintLen(uint64(len(authority))) + len(authority)
+	}
+	dst = appendTag(dst, fieldEnvoyGrpc, wireBytes)
+	dst = appendVarint(dst, uint64(n))
+	dst = appendString(dst, fieldClusterName, cluster)
+	if authority != "" {
+		dst = appendString(dst, fieldAuthority, authority)
+	}
+	return dst
+}

@@ -289,3 +289,27 @@ func FuzzEncode(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendGrpcService(t *testing.T) {
+	for _, tc := range []struct{ cluster, authority string }{
+		{"ratelimit", ""},
+		{"outbound|8081||ratelimit.default.svc.cluster.local", "ratelimit.default.svc.cluster.local"},
+	} {
+		var got corev3.GrpcService
+		if err := proto.Unmarshal(AppendGrpcService(nil, tc.cluster, tc.authority), &got); err != nil {
+			t.Fatal(err)
+		}
+		want := &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: tc.cluster, Authority: tc.authority}}}
+		if !proto.Equal(&got, want) {
+			t.Errorf("got %v, want %v", &got, want)
+		}
+		if err := got.ValidateAll(); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
+	if got := ServiceName + "/" + MethodName; got != "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit" ||
+		rlsv3.RateLimitService_ShouldRateLimit_FullMethodName != "/"+got {
+		t.Errorf("method %q", got)
+	}
+}

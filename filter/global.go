@@ -1,0 +1,138 @@
+//go:build wasip1
+
+package main
+
+import (
+	"github.com/tokengate/tokengate/internal/limiter"
+	"github.com/tokengate/tokengate/internal/proxywasm"
+	"github.com/tokengate/tokengate/internal/rls"
+)
+
+// The global tier's wiring. After the local rules admit a request, the
+// matching global rules go to the rate limit service in one gRPC call and
+// the stream pauses. Envoy makes the call on the root context, so the
+// answer (or the failure) comes to the root with the call's token; the
+// stream is found by token, made the effective context, and continued or
+// answered with the local reply. A stream that ends while its call is in
+// flight cancels the call, so no answer comes for a context that is gone.
+
+// checkGlobal runs the global tier for stream s after its local rules
+// admitted it.
+func (v *vm) checkGlobal(s *stream) proxywasm.Action {
+	g := s.root.lim.Global()
+	msg, d := g.Begin(&v.req, hostClock{}, &s.call)
+	if d != nil {
+		return v.refuseGlobal(s, g, d)
+	}
+	if msg == nil {
+		return proxywasm.ActionContinue
+	}
+	token, st := proxywasm.GrpcCall(g.Service(), rls.ServiceName, rls.MethodName, msg, g.Timeout())
+	if st != proxywasm.StatusOK {
+		// Unknown cluster and the like: decided now. Envoy may still send
+		// a close for the token it drew; unknown tokens are ignored.
+		if d := g.Fail(&s.call, false, proxywasm.Now()); d.Denied {
+			return v.refuseGlobal(s, g, d)
+		}
+		return proxywasm.ActionContinue
+	}
+	s.token = token
+	v.calls.put(token, s)
+	return proxywasm.ActionPause
+}
+
+// refuseGlobal sends the local reply of a global refusal d on s, like
+// refuse does for the local rules: Pause, or Continue (logged) if the host
+// would not send it.
+func (v *vm) refuseGlobal(s *stream, g *limiter.Global, d *limiter.Decision) proxywasm.Action {
+	cfg := s.root.cfg
+	v.reply.Reset()
+	v.reply.Add("content-type", cfg.ContentType)
+	g.AppendHeaders(&v.reply, d)
+	if st := v.sendReply(cfg); st != proxywasm.StatusOK {
+		proxywasm.Log(proxywasm.LogError, "tokengate: the local reply was not sent, the request continues: "+st.String())
+		return proxywasm.ActionContinue
+	}
+	s.replied = true
+	return proxywasm.ActionPause
+}
+
+func (v *vm) OnGrpcReceive(_, token uint32, size int) {
+	s := v.calls.take(token)
+	if s == nil {
+		return
+	}
+	// The message lives on the root context: read it before switching to
+	// the stream.
+	msg, _ := proxywasm.GetBuffer(proxywasm.BufferGrpcReceive, 0, size)
+	g := s.root.lim.Global()
+	v.resume(s, g, g.Answer(&s.call, msg, proxywasm.Now()))
+}
+
+func (v *vm) OnGrpcClose(_, token uint32, status proxywasm.GrpcStatus) {
+	s := v.calls.take(token)
+	if s == nil {
+		return
+	}
+	g := s.root.lim.Global()
+	now := proxywasm.Now()
+	v.resume(s, g, g.Fail(&s.call, g.TimedOut(&s.call, uint32(status), now), now))
+}
+
+// resume ends the pause of s with decision d.
+func (v *vm) resume(s *stream, g *limiter.Global, d *limiter.Decision) {
+	s.token = 0
+	if proxywasm.SetEffectiveContext(s.id) != proxywasm.StatusOK {
+		return // the stream is gone
+	}
+	if d.Denied && v.refuseGlobal(s, g, d) == proxywasm.ActionPause {
+		return
+	}
+	proxywasm.ContinueStream(proxywasm.StreamRequest)
+}
+
+// cancelCall cancels the call of stream ctx, if one is in flight: Envoy
+// would otherwise deliver its answer to the root after the stream is gone.
+func (v *vm) cancelCall(ctx uint32) {
+	if s := v.streams.get(ctx); s != nil && s.token != 0 {
+		proxywasm.GrpcCancel(s.token)
+		v.calls.take(s.token)
+		s.token = 0
+	}
+}
+
+// callTable finds the stream waiting for a call by token. Envoy draws
+// tokens from one counter per VM that grows by 4, so a ring indexed by
+// token/4 almost never collides; a collision goes to a map.
+type callTable struct {
+	ring     [callRing]*stream
+	overflow map[uint32]*stream
+}
+
+const callRing = 256
+
+func (t *callTable) put(token uint32, s *stream) {
+	slot := &t.ring[(token>>2)%callRing]
+	if *slot == nil {
+		*slot = s
+		return
+	}
+	if t.overflow == nil {
+		t.overflow = make(map[uint32]*stream)
+	}
+	t.overflow[token] = s
+}
+
+// take removes and returns the stream waiting for token, nil if none.
+func (t *callTable) take(token uint32) *stream {
+	slot := &t.ring[(token>>2)%callRing]
+	if s := *slot; s != nil && s.token == token {
+		*slot = nil
+		return s
+	}
+	if s, ok := t.overflow[token]; ok {
+		delete(t.overflow, token)
+		return s
+	}
+	return nil
+}
