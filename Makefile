@@ -37,7 +37,7 @@ fuzz:
 	    TOKENGATE_WASM=$(CURDIR)/$(WASM) $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$dir; \
 	  done; done
 
-## check: formatting, vet, tidy; fails on a dirty diff
+## check: formatting, vet, tidy (fails on a dirty diff); the Makefile keeps a user's GOFLAGS
 check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
@@ -45,6 +45,8 @@ check:
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./filter ./internal/proxywasm
 	$(GO) mod tidy
 	@git diff --exit-code -- go.mod go.sum || { echo 'go mod tidy changed go.mod/go.sum'; exit 1; }
+	@MAKEFLAGS= GOFLAGS=-modcacherw $(MAKE) --no-print-directory -p -n wasm 2>/dev/null | grep -qx 'GOFLAGS := -modcacherw -buildvcs=false' \
+	  || { echo 'Makefile: a GOFLAGS from the environment is not kept'; exit 1; }
 
 ## run: the example gateway (envoy/examples/gateway.yaml) with three sample backends on port $(PORT); Ctrl-C stops all
 PORT ?= 10000
