@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -77,21 +78,8 @@ func TestImageIsTheCompatVariant(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	tr := tar.NewReader(rc)
-	var names []string
-	var content []byte
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, h.Name)
-		content, _ = io.ReadAll(tr)
-	}
-	if len(names) != 1 || names[0] != "plugin.wasm" || !bytes.Equal(content, module) {
+	names, files := tarFiles(t, rc)
+	if len(names) != 1 || names[0] != "plugin.wasm" || !bytes.Equal(files["plugin.wasm"], module) {
 		t.Errorf("layer files %q", names)
 	}
 	cfg, _ := b.Image.ConfigFile()
@@ -198,20 +186,9 @@ func TestLayout(t *testing.T) {
 	if err := oci.WriteArchive(&archive, dir); err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	tr := tar.NewReader(&archive)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, h.Name)
-	}
+	names, _ := tarFiles(t, &archive)
 	blob := "blobs/sha256/" + b.Digest.Hex
-	if !sort.StringsAreSorted(names) || !contains(names, "oci-layout") || !contains(names, "index.json") || !contains(names, blob) {
+	if !sort.StringsAreSorted(names) || !slices.Contains(names, "oci-layout") || !slices.Contains(names, "index.json") || !slices.Contains(names, blob) {
 		t.Errorf("archive holds %q", names)
 	}
 
@@ -228,13 +205,26 @@ func TestLayout(t *testing.T) {
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+// tarFiles reads a tar archive: the names of its entries in order, and the
+// contents of its files.
+func tarFiles(t *testing.T, r io.Reader) ([]string, map[string][]byte) {
+	t.Helper()
+	tr := tar.NewReader(r)
+	var names []string
+	files := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names, files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+		if files[h.Name], err = io.ReadAll(tr); err != nil {
+			t.Fatal(err)
 		}
 	}
-	return false
 }
 
 // newRegistry serves go-containerregistry's in-process registry on a
@@ -387,7 +377,7 @@ func TestFilterLinksNoneOfThis(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	deps := strings.Fields(string(out))
-	if !contains(deps, "github.com/tokengate/tokengate/internal/config") {
+	if !slices.Contains(deps, "github.com/tokengate/tokengate/internal/config") {
 		t.Fatalf("go list gave no sensible answer: %q", deps)
 	}
 	for _, dep := range deps {

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -14,8 +13,7 @@ import (
 // runIstio: tokengate istio (-config FILE | -spec FILE) -url URL [...].
 func runIstio(e *env, args []string) int {
 	fs := newFlagSet(e, "istio", "(-config FILE | -spec FILE) -url URL [-selector k=v,...] [-namespace NS] [flags]")
-	configPath := fs.String("config", "", "plugin configuration, JSON (what the filter receives); - reads standard input")
-	specPath := fs.String("spec", "", "gateway spec, YAML or JSON: only its filter block and failure_policy are used; - reads standard input")
+	source := addPluginFlags(fs)
 	failStrategy := fs.String("failure-policy", "", "with -config: FAIL_CLOSED (default), FAIL_OPEN or FAIL_RELOAD; becomes failStrategy")
 	url := fs.String("url", "", "the module: oci://registry/repo@sha256:DIGEST (what `tokengate image push` prints), oci://registry/repo:tag, https://host/path.wasm or file:///path.wasm")
 	sha := fs.String("sha256", "", "spec.sha256: with oci://, the image's manifest digest (Istio compares it with the manifest); with https:// or file://, the module's sha256")
@@ -32,44 +30,24 @@ func runIstio(e *env, args []string) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	given := givenFlags(fs)
 	switch {
 	case fs.NArg() > 0:
 		e.errorf("istio: unexpected argument %q", fs.Arg(0))
-		return exitUsage
-	case given["config"] == given["spec"]:
-		e.errorf("istio: give exactly one of -config (a plugin configuration) and -spec (a gateway spec)")
 		return exitUsage
 	case given["failure-policy"] && !given["config"]:
 		e.errorf("istio: -failure-policy goes with -config (a spec has its own failure_policy)")
 		return exitUsage
 	}
 
-	var plugin *envoy.Plugin
-	var err error
-	if given["config"] {
-		var data []byte
-		if data, err = readInput(e, *configPath); err != nil {
-			e.errorf("istio: %v", err)
-			return exitUsage
-		}
-		plugin, err = envoy.PluginFromConfig(data, envoy.FailurePolicy(*failStrategy))
-	} else {
-		var data []byte
-		if data, err = readInput(e, *specPath); err != nil {
-			e.errorf("istio: %v", err)
-			return exitUsage
-		}
-		plugin, err = envoy.ParsePlugin(data)
-	}
-	if err != nil {
-		e.errorf("istio: %v", err)
-		return exitInvalid
+	plugin, code := source.read(e, "istio", given, envoy.FailurePolicy(*failStrategy))
+	if plugin == nil {
+		return code
 	}
 
 	opts := envoy.IstioOptions{URL: *url, SHA256: *sha, Name: *name, Namespace: *namespace, Phase: *phase,
 		PullPolicy: *pullPolicy, PullSecret: *pullSecret, RootNamespace: *rootNamespace}
+	var err error
 	if opts.Selector, err = envoy.ParseSelector(*selector); err != nil {
 		e.errorf("istio: %v", err)
 		return exitUsage

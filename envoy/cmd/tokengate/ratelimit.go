@@ -1,16 +1,11 @@
 package main
 
-import (
-	"flag"
-
-	"github.com/tokengate/tokengate/envoy"
-)
+import "github.com/tokengate/tokengate/envoy"
 
 // runRateLimit: tokengate ratelimit (-config FILE | -spec FILE) [-k8s [flags]] [-o FILE].
 func runRateLimit(e *env, args []string) int {
 	fs := newFlagSet(e, "ratelimit", "(-config FILE | -spec FILE) [-k8s [-namespace NS] [-name NAME] [-replicas N] [-image IMAGE] [-redis-image IMAGE]] [-o FILE]")
-	configPath := fs.String("config", "", "plugin configuration, JSON (what the filter receives); - reads standard input")
-	specPath := fs.String("spec", "", "gateway spec, YAML or JSON: its filter block is used; - reads standard input")
+	source := addPluginFlags(fs)
 	k8s := fs.Bool("k8s", false, "write Kubernetes manifests (ConfigMap, Deployments, Services of envoyproxy/ratelimit and Redis) instead of the service's configuration file")
 	namespace := fs.String("namespace", "default", "with -k8s: the namespace of every object")
 	name := fs.String("name", envoy.DefaultRateLimitName, "with -k8s: the Service, Deployment and ConfigMap name (Redis gets NAME-redis)")
@@ -21,40 +16,20 @@ func runRateLimit(e *env, args []string) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	given := givenFlags(fs)
 	switch {
 	case fs.NArg() > 0:
 		e.errorf("ratelimit: unexpected argument %q", fs.Arg(0))
-		return exitUsage
-	case given["config"] == given["spec"]:
-		e.errorf("ratelimit: give exactly one of -config (a plugin configuration) and -spec (a gateway spec)")
 		return exitUsage
 	case !*k8s && (given["namespace"] || given["name"] || given["replicas"] || given["image"] || given["redis-image"]):
 		e.errorf("ratelimit: -namespace, -name, -replicas, -image and -redis-image go with -k8s")
 		return exitUsage
 	}
-	var filter []byte
-	if given["config"] {
-		data, err := readInput(e, *configPath)
-		if err != nil {
-			e.errorf("ratelimit: %v", err)
-			return exitUsage
-		}
-		filter = data
-	} else {
-		data, err := readInput(e, *specPath)
-		if err != nil {
-			e.errorf("ratelimit: %v", err)
-			return exitUsage
-		}
-		plugin, err := envoy.ParsePlugin(data)
-		if err != nil {
-			e.errorf("ratelimit: %v", err)
-			return exitInvalid
-		}
-		filter = plugin.Config
+	plugin, code := source.read(e, "ratelimit", given, "")
+	if plugin == nil {
+		return code
 	}
+	filter := plugin.Config
 	var (
 		out []byte
 		err error
