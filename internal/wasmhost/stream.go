@@ -89,7 +89,7 @@ func (h *half) bodyReturned(act Action) {
 // body), ResponseHeaders, ResponseBody, then Close. Its methods serialize on the VM's mutex.
 type Stream struct {
 	vm        *VM
-	id        uint32 // context id; 0 if the stream is unborn
+	id        uint32 // context id; 0 if the VM had failed before the stream began
 	gen       uint64 // the VM instance generation the context belongs to
 	info      StreamInfo
 	startTime time.Time
