@@ -19,6 +19,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/tokengate/tokengate/internal/wasmhost"
 )
 
 // Config is the part of an Envoy bootstrap that envoysim runs, checked and with Envoy's
@@ -48,6 +50,8 @@ type WasmConfig struct {
 	Env                map[string]string
 	FailurePolicy      wasmv3.FailurePolicy // FAIL_CLOSED, FAIL_OPEN or FAIL_RELOAD
 	ReloadBackoff      time.Duration        // 0: the host's default
+	// Grpc carries the filter's gRPC calls to the bootstrap's clusters; the Server sets it.
+	Grpc wasmhost.GrpcTransport
 }
 
 // VirtualHost is a set of routes for some domains.

@@ -40,6 +40,7 @@ type Server struct {
 	log        *slog.Logger
 	filter     Filter
 	clusters   map[string]*cluster
+	grpc       *grpcClient // the wasm filter's gRPC calls to the clusters
 	stats      *stats
 	httpPrefix string
 
@@ -75,6 +76,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		ready:      make(chan struct{}),
 		quit:       make(chan struct{}),
 	}
+	for _, cc := range cfg.Clusters {
+		s.clusters[cc.Name] = newCluster(cc, opts.Concurrency, s.stats, s.log)
+	}
+	s.grpc = newGrpcClient(s)
 	if cfg.Wasm != nil {
 		factory := opts.Filter
 		if factory == nil {
@@ -83,14 +88,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		if factory == nil {
 			return nil, errors.New("envoysim: no wasm filter factory (this build has no wasm host)")
 		}
-		f, err := factory(ctx, *cfg.Wasm, opts.Concurrency)
+		wc := *cfg.Wasm
+		wc.Grpc = s.grpc
+		f, err := factory(ctx, wc, opts.Concurrency)
 		if err != nil {
 			return nil, fmt.Errorf("envoysim: wasm filter %q: %w", cfg.Wasm.Name, err)
 		}
 		s.filter = f
-	}
-	for _, cc := range cfg.Clusters {
-		s.clusters[cc.Name] = newCluster(cc, opts.Concurrency, s.stats, s.log)
 	}
 	for _, n := range []string{"downstream_rq_total", "downstream_cx_total", "downstream_rq_2xx",
 		"downstream_rq_4xx", "downstream_rq_5xx", "no_route"} {
@@ -201,5 +205,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.filter != nil {
 		errs = append(errs, s.filter.Close(ctx))
 	}
+	errs = append(errs, s.grpc.close())
 	return errors.Join(errs...)
 }

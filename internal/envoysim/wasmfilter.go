@@ -48,6 +48,7 @@ func WasmFilter(log *slog.Logger) FilterFactory {
 			Clock:           wasmhost.SystemClock(),
 			Shared:          wasmhost.NewSharedData(),
 			ReloadBackoff:   cfg.ReloadBackoff,
+			Grpc:            cfg.Grpc,
 			Log: func(level wasmhost.LogLevel, vm, msg string) {
 				log.Log(context.Background(), slogLevel(level), "wasm log "+cfg.Name+": "+msg, "vm", vm)
 			},
@@ -98,7 +99,7 @@ func (f *wasmFilter) tick() {
 
 func (f *wasmFilter) NewStream(worker int, info wasmhost.StreamInfo) Stream {
 	vm := f.p.Worker(worker % f.p.Workers())
-	return wasmStream{vm.NewStream(info)}
+	return &wasmStream{Stream: vm.NewStream(info), resumed: make(chan wasmhost.Result, 1)}
 }
 
 func (f *wasmFilter) Stats() map[string]int64 {
@@ -120,8 +121,34 @@ func (f *wasmFilter) Close(ctx context.Context) error {
 	return errors.Join(f.p.Close(ctx), f.m.Close(ctx))
 }
 
-// wasmStream is a wasmhost stream. It never resumes a paused request by itself: the guest
-// has no asynchronous call to wait for yet.
-type wasmStream struct{ *wasmhost.Stream }
+// wasmStream is a wasmhost stream. When a request callback pauses without a local reply, a
+// goroutine waits for the filter to resume the request from a gRPC callback (Stream.Wait) and
+// delivers the outcome on Resumed; Wait returns at once when no call is in flight.
+type wasmStream struct {
+	*wasmhost.Stream
+	resumed chan wasmhost.Result
+}
 
-func (wasmStream) Resumed() <-chan wasmhost.Result { return nil }
+func (w *wasmStream) RequestHeaders(h wasmhost.Headers, endOfStream bool) wasmhost.Result {
+	return w.watch(w.Stream.RequestHeaders(h, endOfStream))
+}
+
+func (w *wasmStream) RequestBody(chunk []byte, endOfStream bool) wasmhost.Result {
+	return w.watch(w.Stream.RequestBody(chunk, endOfStream))
+}
+
+func (w *wasmStream) watch(r wasmhost.Result) wasmhost.Result {
+	if r.Action == wasmhost.Pause && r.LocalReply == nil {
+		go func() {
+			if res := w.Wait(); res.Action == wasmhost.Continue || res.LocalReply != nil {
+				select {
+				case w.resumed <- res:
+				default: // a resume is already waiting to be read
+				}
+			}
+		}()
+	}
+	return r
+}
+
+func (w *wasmStream) Resumed() <-chan wasmhost.Result { return w.resumed }

@@ -1,0 +1,124 @@
+package envoysim
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tokengate/tokengate/internal/wasmhost"
+)
+
+// testRLS is a rate limit service: OVER_LIMIT for the domain "full", OK otherwise; it
+// sleeps before answering the domain "slow", and records the authority it saw.
+type testRLS struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+	authority chan string
+}
+
+func (r *testRLS) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		select {
+		case r.authority <- md.Get(":authority")[0]:
+		default:
+		}
+	}
+	if req.Domain == "slow" {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	code := rlsv3.RateLimitResponse_OK
+	if req.Domain == "full" {
+		code = rlsv3.RateLimitResponse_OVER_LIMIT
+	}
+	return &rlsv3.RateLimitResponse{OverallCode: code}, nil
+}
+
+func startRLS(t *testing.T) (*testRLS, int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	rls := &testRLS{authority: make(chan string, 8)}
+	rlsv3.RegisterRateLimitServiceServer(srv, rls)
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+	return rls, l.Addr().(*net.TCPAddr).Port
+}
+
+// TestGrpcTransport: the wasm filter's calls reach a real gRPC server through the
+// bootstrap's cluster, with the authority asked for and the call's timeout.
+func TestGrpcTransport(t *testing.T) {
+	rls, port := startRLS(t)
+	cfg := fixture(t)
+	cfg.Clusters = append(cfg.Clusters,
+		ClusterConfig{Name: "ratelimit", Endpoints: []Endpoint{{Host: "127.0.0.1", Port: port}}, ConnectTimeout: time.Second},
+		ClusterConfig{Name: "down", Endpoints: []Endpoint{{Host: "127.0.0.1", Port: closedPort(t)}}, ConnectTimeout: time.Second})
+	s := startServer(t, cfg, 1, newFakeFilter())
+	g := s.grpc
+	if !g.HasCluster("ratelimit") || g.HasCluster("nowhere") {
+		t.Fatal("HasCluster")
+	}
+	call := func(cluster, domain string, timeout time.Duration) wasmhost.GrpcReply {
+		msg, _ := proto.Marshal(&rlsv3.RateLimitRequest{Domain: domain, Descriptors: []*commonv3.RateLimitDescriptor{
+			{Entries: []*commonv3.RateLimitDescriptor_Entry{{Key: "rule", Value: "r"}}}}})
+		got := make(chan wasmhost.GrpcReply, 1)
+		g.Start(wasmhost.GrpcCall{Cluster: cluster, Authority: "rls.test", Service: "envoy.service.ratelimit.v3.RateLimitService",
+			Method: "ShouldRateLimit", Message: msg, Timeout: timeout}, func(r wasmhost.GrpcReply) { got <- r })
+		select {
+		case r := <-got:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatal("no reply in 5s")
+		}
+		return wasmhost.GrpcReply{}
+	}
+	for _, tc := range []struct {
+		name, cluster, domain string
+		status                uint32
+		code                  rlsv3.RateLimitResponse_Code
+	}{
+		{"ok", "ratelimit", "d", 0, rlsv3.RateLimitResponse_OK},
+		{"over limit", "ratelimit", "full", 0, rlsv3.RateLimitResponse_OVER_LIMIT},
+		{"timeout", "ratelimit", "slow", 4, 0},
+		{"connection refused", "down", "d", 14, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := call(tc.cluster, tc.domain, 300*time.Millisecond)
+			if r.Status != tc.status {
+				t.Fatalf("status %d (%s), want %d", r.Status, r.Detail, tc.status)
+			}
+			if tc.status != 0 {
+				return
+			}
+			var resp rlsv3.RateLimitResponse
+			if err := proto.Unmarshal(r.Message, &resp); err != nil || resp.OverallCode != tc.code {
+				t.Fatalf("answer %v %v", &resp, err)
+			}
+		})
+	}
+	if a := <-rls.authority; a != "rls.test" {
+		t.Errorf("authority %q", a)
+	}
+}
+
+func closedPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
