@@ -1,44 +1,74 @@
 package limiter
 
 import (
-	"errors"
 	"sync"
 	"testing"
 
 	"github.com/tokengate/tokengate/internal/config"
-	"github.com/tokengate/tokengate/internal/wasmhost"
 )
 
-// store adapts the project's Envoy-faithful shared data to Store.
-type store struct {
-	sd *wasmhost.SharedData
-	vm string
+// memStore keeps shared data in memory under the rules Store documents:
+// the limiter's tests check it against its own contract. Whether Envoy keeps
+// that contract is the business of internal/wasmhost, the project's one
+// implementation of Envoy's shared data, and the filter's tests run the
+// limiter over it inside the compiled module. Safe for concurrent use.
+type memStore struct {
+	mu      sync.Mutex
+	entries map[string]memEntry
+	lastCAS uint32 // the last cas handed out; the next is one more, never 0
 }
 
-func newStore() store { return store{sd: wasmhost.NewSharedData()} }
-
-func (s store) GetSharedData(key []byte) ([]byte, uint32, error) {
-	v, cas, st := s.sd.Get(s.vm, string(key))
-	return v, cas, storeErr(st)
+type memEntry struct {
+	value []byte
+	cas   uint32
 }
 
-func (s store) SetSharedData(key, value []byte, cas uint32) error {
-	return storeErr(s.sd.Set(s.vm, string(key), value, cas))
+func newStore() *memStore { return &memStore{entries: map[string]memEntry{}} }
+
+func (s *memStore) GetSharedData(key []byte) ([]byte, uint32, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[string(key)]
+	if !ok {
+		return nil, 0, ErrNotFound
+	}
+	return append([]byte(nil), e.value...), e.cas, nil
 }
 
-func storeErr(st wasmhost.Status) error {
-	switch st {
-	case wasmhost.StatusOK:
-		return nil
-	case wasmhost.StatusNotFound:
-		return ErrNotFound
-	case wasmhost.StatusCASMismatch:
+func (s *memStore) SetSharedData(key, value []byte, cas uint32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[string(key)]
+	if ok && cas != 0 && cas != e.cas {
 		return ErrCASMismatch
 	}
-	return errOther
+	s.lastCAS++
+	if s.lastCAS == 0 { // the counter wraps round, skipping 0
+		s.lastCAS = 1
+	}
+	s.entries[string(key)] = memEntry{value: append([]byte(nil), value...), cas: s.lastCAS}
+	return nil
 }
 
-var errOther = errors.New("shared data failed")
+// put stores value under key like an unconditional Set.
+func (s *memStore) put(key string, value []byte) {
+	if err := s.SetSharedData([]byte(key), value, 0); err != nil {
+		panic(err)
+	}
+}
+
+// value returns what key holds, nil if it is missing.
+func (s *memStore) value(key string) []byte {
+	v, _, _ := s.GetSharedData([]byte(key))
+	return v
+}
+
+// len returns the number of keys.
+func (s *memStore) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
+}
 
 // counters is a Metrics that remembers totals, safe for concurrent use.
 type counters struct {

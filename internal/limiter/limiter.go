@@ -11,8 +11,6 @@ package limiter
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
 
 	"github.com/tokengate/tokengate/internal/bucket"
 	"github.com/tokengate/tokengate/internal/config"
@@ -97,11 +95,6 @@ type Limiter struct {
 	seedKey  []byte
 	epochKey []byte
 	seed     uint64
-	// lastCAS is the newest cas this VM has seen. Every key created after
-	// it was read has a larger cas (modulo 2^32 wraps), so a Set with it on
-	// a key found missing creates the key but cannot overwrite one that
-	// another worker created in between: creation is made atomic.
-	lastCAS uint32
 
 	keyBuf   []byte
 	nameBuf  []byte
@@ -149,37 +142,64 @@ func New(cfg *config.Config, plugin string, store Store, m Metrics) *Limiter {
 	return l
 }
 
-// Start learns the shared hash seed (creating it from random if this is the
-// first VM) and a current cas. Call it once, while configuring.
+// Start learns the shared hash seed, creating it from random if this is the
+// first VM. Call it once, while configuring.
 func (l *Limiter) Start(now int64, random uint64) error {
-	var stamp [8]byte
-	binary.LittleEndian.PutUint64(stamp[:], uint64(now))
-	if err := l.store.SetSharedData(l.epochKey, stamp[:], 0); err != nil {
-		return fmt.Errorf("writing %s: %w", l.epochKey, err)
-	}
-	_, cas, err := l.store.GetSharedData(l.epochKey)
+	epoch, err := l.freshCAS(now)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", l.epochKey, err)
+		return err
 	}
-	l.lastCAS = cas
-	seed, cas, err := l.store.GetSharedData(l.seedKey)
-	if errors.Is(err, ErrNotFound) {
+	seed, _, err := l.store.GetSharedData(l.seedKey)
+	if err == ErrNotFound {
 		var mine [8]byte
 		binary.LittleEndian.PutUint64(mine[:], random)
-		// Loses harmlessly (ErrCASMismatch) to a VM that created it first.
-		if err := l.store.SetSharedData(l.seedKey, mine[:], l.lastCAS); err != nil && !errors.Is(err, ErrCASMismatch) {
-			return fmt.Errorf("creating %s: %w", l.seedKey, err)
+		// Created atomically like a set (see check); it loses harmlessly,
+		// with ErrCASMismatch, to a VM that created it first.
+		if err := l.store.SetSharedData(l.seedKey, mine[:], epoch); err != nil && err != ErrCASMismatch {
+			return &startError{"creating", l.seedKey, err}
 		}
-		seed, cas, err = l.store.GetSharedData(l.seedKey)
+		seed, _, err = l.store.GetSharedData(l.seedKey)
 	}
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", l.seedKey, err)
+		return &startError{"reading", l.seedKey, err}
 	}
 	// Hashing the stored bytes gives every VM the same seed, whatever they are.
 	l.seed = hash64(0, seed)
-	l.lastCAS = cas
 	return nil
 }
+
+// freshCAS writes the time into the epoch key and returns the cas the store
+// gave that write: a number its counter issued just now. A missing key
+// created with it (a Set with that cas) cannot overwrite a key another
+// worker creates in between: that one was given another number by the same
+// counter, unless the counter ran through all 2^32 numbers between these
+// calls and ours.
+func (l *Limiter) freshCAS(now int64) (uint32, error) {
+	var stamp [8]byte
+	binary.LittleEndian.PutUint64(stamp[:], uint64(now))
+	if err := l.store.SetSharedData(l.epochKey, stamp[:], 0); err != nil {
+		return 0, &startError{"writing", l.epochKey, err}
+	}
+	_, cas, err := l.store.GetSharedData(l.epochKey)
+	if err != nil {
+		return 0, &startError{"reading", l.epochKey, err}
+	}
+	return cas, nil
+}
+
+// startError is a shared-data step that failed: what was done to which key,
+// and the store's error, which errors.Is reaches.
+type startError struct {
+	op  string // writing, reading, creating
+	key []byte
+	err error
+}
+
+func (e *startError) Error() string {
+	return "limiter: " + e.op + " " + string(e.key) + ": " + e.err.Error()
+}
+
+func (e *startError) Unwrap() error { return e.err }
 
 // Clock tells the time in nanoseconds (Unix time, in Envoy).
 type Clock interface {
@@ -394,13 +414,18 @@ func (l *Limiter) check(ri int, req Request, now int64) Verdict {
 		val, cas, err := l.store.GetSharedData(l.nameBuf)
 		switch {
 		case err == nil:
-			l.lastCAS = cas
 			if !s.load(val) {
 				l.count(ri, CounterGarbage, 1)
 			}
-		case err == ErrNotFound && l.lastCAS != 0:
+		case err == ErrNotFound:
+			// Envoy creates a missing key whatever cas a Set passes: a
+			// fresh cas makes the creation fail, instead, if another
+			// worker created the set since our Get (see freshCAS). Sets
+			// are created once, while a rule's table fills.
+			if cas, err = l.freshCAS(now); err != nil {
+				return l.failure(ri)
+			}
 			s.clear()
-			cas = l.lastCAS
 		default:
 			return l.failure(ri)
 		}

@@ -242,6 +242,78 @@ func TestCreationCannotOverwrite(t *testing.T) {
 	}
 }
 
+// TestCreationAcrossTheCASWrap: creating a set stays atomic when the
+// store's cas counter wraps round through 0, and when the cas of a set this
+// VM read earlier comes round again: a creation uses a cas issued just
+// before it, never one remembered from an older read (issue 12.2).
+func TestCreationAcrossTheCASWrap(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"r","key":["remote_address"],"capacity":1,"refill":1,"interval":"1h"}]}`)
+	for _, tt := range []struct {
+		name string
+		// rival returns the cas the other worker's creation must get,
+		// given the cas of the set a touched earlier.
+		rival func(old uint32) uint32
+	}{
+		{"the rival's set gets cas 1, after the wrap", func(uint32) uint32 { return 1 }},
+		{"the rival's set gets the cas of a set read earlier", func(old uint32) uint32 { return old }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore()
+			s.lastCAS = 0xfffffff0
+			a := newLimiter(t, cfg, s, nil)
+			b := newLimiter(t, cfg, s, nil)
+			a.Decide(get("/", "9.9.9.9:1"), at(0))
+			old := s.lastCAS
+			hook := &windowStore{Store: s, window: func() {
+				// b's creation costs two numbers: its epoch write, then
+				// the set (0 is skipped when the counter wraps).
+				s.mu.Lock()
+				s.lastCAS = tt.rival(old) - 2
+				if tt.rival(old) == 1 {
+					s.lastCAS = 0xffffffff - 1
+				}
+				s.mu.Unlock()
+				if b.Decide(get("/", "1.1.1.1:1"), at(0)).Denied {
+					t.Error("b denied on a fresh key")
+				}
+			}}
+			a.store = hook
+			if d := a.Decide(get("/", "1.1.1.1:1"), at(0)); !d.Denied {
+				t.Fatal("a admitted too: its creation overwrote b's set (2 admitted, capacity 1)")
+			}
+			if !hook.created {
+				t.Fatal("a did not find the set missing: the test raced nothing")
+			}
+		})
+	}
+}
+
+// windowStore runs window once, just before the first Set that creates a
+// missing key (a conditional Set after that key's Get found nothing).
+type windowStore struct {
+	Store
+	window  func()
+	missing string
+	created bool
+}
+
+func (w *windowStore) GetSharedData(key []byte) ([]byte, uint32, error) {
+	v, cas, err := w.Store.GetSharedData(key)
+	if err == ErrNotFound {
+		w.missing = string(key)
+	}
+	return v, cas, err
+}
+
+func (w *windowStore) SetSharedData(key, value []byte, cas uint32) error {
+	if cas != 0 && string(key) == w.missing && w.window != nil {
+		f := w.window
+		w.window, w.created = nil, true
+		f()
+	}
+	return w.Store.SetSharedData(key, value, cas)
+}
+
 // raceStore runs beforeSet once, between a Get and the Set that follows.
 type raceStore struct {
 	Store
@@ -300,7 +372,7 @@ func TestBoundedMemory(t *testing.T) {
 		ip := fmt.Sprintf("10.%d.%d.%d:1", i>>16&255, i>>8&255, i&255)
 		l.Decide(get("/", ip), at(int64(i)*int64(time.Millisecond)))
 	}
-	if n, bound := s.sd.Len(""), 1024/ways+2; n > bound {
+	if n, bound := s.len(), 1024/ways+2; n > bound {
 		t.Fatalf("%d shared-data keys, bound %d", n, bound)
 	}
 }
@@ -356,7 +428,7 @@ func TestGarbageIsResetAndCounted(t *testing.T) {
 	l := newLimiter(t, cfg, s, m)
 	// Fill every set of the rule with garbage, as another plugin might.
 	for i := 0; i < 4; i++ {
-		s.sd.Set("", fmt.Sprintf("tokengate/test/r/%x", i), []byte("not a set"), 0)
+		s.put(fmt.Sprintf("tokengate/test/r/%x", i), []byte("not a set"))
 	}
 	for i := 0; i < 2; i++ {
 		if l.Decide(get("/", "1.2.3.4:1"), at(0)).Denied {
@@ -371,10 +443,16 @@ func TestGarbageIsResetAndCounted(t *testing.T) {
 	}
 }
 
-// failingStore loses every compare-and-swap, as under extreme contention.
+// failingStore loses every compare-and-swap, as under extreme contention;
+// unconditional writes (cas 0) still succeed, as they always do.
 type failingStore struct{ Store }
 
-func (f failingStore) SetSharedData([]byte, []byte, uint32) error { return ErrCASMismatch }
+func (f failingStore) SetSharedData(key, value []byte, cas uint32) error {
+	if cas == 0 {
+		return f.Store.SetSharedData(key, value, 0)
+	}
+	return ErrCASMismatch
+}
 
 func TestCASExhaustionGoesToFailureMode(t *testing.T) {
 	for _, mode := range []string{"allow", "deny"} {
@@ -464,7 +542,7 @@ func FuzzSet(f *testing.F) {
 		st := newStore()
 		l := newLimiter(t, cfg, st, nil)
 		for i := 0; i < 4; i++ {
-			st.sd.Set("", fmt.Sprintf("tokengate/test/r/%x", i), stored, 0)
+			st.put(fmt.Sprintf("tokengate/test/r/%x", i), stored)
 		}
 		admitted := 0
 		for i := 0; i < 5; i++ {
@@ -476,7 +554,7 @@ func FuzzSet(f *testing.F) {
 			t.Fatalf("admitted %d of capacity 3 from stored bytes %x", admitted, stored)
 		}
 		for i := 0; i < 4; i++ {
-			v, _, _ := st.sd.Get("", fmt.Sprintf("tokengate/test/r/%x", i))
+			v := st.value(fmt.Sprintf("tokengate/test/r/%x", i))
 			var check set
 			if string(v) != string(stored) && !check.load(v) {
 				t.Fatalf("wrote an invalid set: %x", v)
