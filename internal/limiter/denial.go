@@ -73,19 +73,22 @@ func (g *Global) cached(ri int, fp uint64, now int64) (int64, bool) {
 	return 0, false
 }
 
-// remember records that the RLS refuses client fp of rule ri until until.
-// Best effort: one read and one compare-and-swap write.
-func (g *Global) remember(ri int, fp uint64, until int64) {
+// remember records at now that the RLS refuses client fp of rule ri until
+// until. Best effort: one read and one compare-and-swap write.
+func (g *Global) remember(ri int, fp uint64, until, now int64) {
 	l := g.l
 	key := g.denialKey(ri, fp)
 	val, cas, err := l.store.GetSharedData(key)
 	switch {
 	case err == nil:
-		l.lastCAS = cas
 		g.set.load(val)
-	case err == ErrNotFound && l.lastCAS != 0:
+	case err == ErrNotFound:
+		// Creates the key, but cannot overwrite one made meanwhile (see
+		// freshCAS).
+		if cas, err = l.freshCAS(now); err != nil {
+			return
+		}
 		g.set.load(nil)
-		cas = l.lastCAS // creates the key, but cannot overwrite one made meanwhile
 	default:
 		return
 	}

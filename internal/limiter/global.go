@@ -229,7 +229,7 @@ func (g *Global) Answer(c *Call, msg []byte, now int64) *Decision {
 				v.RetryAfter = q.window * 1e9
 			}
 			if !r.Shadow && st.HasReset && st.UntilReset > 0 {
-				g.remember(ri, c.fps[k], now+st.UntilReset)
+				g.remember(ri, c.fps[k], now+st.UntilReset, now)
 			}
 		} else {
 			l.count(ri, CounterRLSOK, 1)

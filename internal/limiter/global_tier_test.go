@@ -17,7 +17,7 @@ const globalConfig = `{"rules":[
 	{"name":"watch","key":["method","host","path"],"shadow":true,"global":{"requests_per_unit":5,"unit":"second"}}],
 	"rate_limit_service":{"cluster":"ratelimit","domain":"tokengate","timeout":"50ms"%s}}`
 
-func newGlobalTier(t *testing.T, extra string) (*Global, *counters, store) {
+func newGlobalTier(t *testing.T, extra string) (*Global, *counters, *memStore) {
 	t.Helper()
 	cfg := mustConfig(t, strings.Replace(globalConfig, "%s", extra, 1))
 	m := &counters{}
@@ -246,7 +246,7 @@ func TestGlobalTimedOut(t *testing.T) {
 // at most ceil(cache_slots/4) keys per rule.
 func TestDenialCacheBounded(t *testing.T) {
 	g, _, s := newGlobalTier(t, `,"cache_slots":64`)
-	before := s.sd.Len("")
+	before := s.len()
 	var c Call
 	for i := 0; i < 2000; i++ {
 		r := get("/api/a", "10.0.0.1:1", "x-api-key", strings.Repeat("k", i%7)+string(rune('a'+i%26))+string(rune('a'+i/26%26))+string(rune('a'+i/676)))
@@ -255,7 +255,7 @@ func TestDenialCacheBounded(t *testing.T) {
 		}
 		g.Answer(&c, answer(t, over(time.Hour), ok(1)), 0)
 	}
-	if n := s.sd.Len("") - before; n > 16 || n < 8 {
+	if n := s.len() - before; n > 16 || n < 8 {
 		t.Fatalf("%d denial keys for 64 slots", n)
 	}
 }
