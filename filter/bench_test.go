@@ -78,6 +78,29 @@ const (
 		{"name":"per-host","match":{"hosts":["api.example.com"]},"key":["host"],"capacity":1000000000,"refill":1,"interval":"1s"}]}`
 )
 
+// cachedConfig is the denial-cache path: one global rule keyed like
+// deniedConfig's, whose refusal by the rate limit service is remembered
+// for 1000h, so every request is refused from shared data with no call.
+const cachedConfig = `{"rules":[{"name":"per-ip","key":["remote_address"],"global":{"requests_per_unit":1,"unit":"hour"}}],
+	"rate_limit_service":{"cluster":"ratelimit","domain":"tokengate"}}`
+
+// cachedDenier starts the cached path: the service refuses the first
+// request, later ones must not reach it.
+func cachedDenier(b *testing.B) *wasmhost.VM {
+	f := &fakeRLS{decide: overFor(1000 * time.Hour)}
+	g := start(b, cachedConfig, func(c *wasmhost.PluginConfig) { c.Grpc = f })
+	vm := g.Worker(0)
+	if resp := vm.Serve(benchInfo, benchReq, upstreamOK); resp.Status != 429 || f.count() != 1 {
+		b.Fatalf("priming: status %d, %d calls", resp.Status, f.count())
+	}
+	b.Cleanup(func() {
+		if f.count() != 1 {
+			b.Errorf("%d calls to the service: refusals were not served from the cache", f.count())
+		}
+	})
+	return vm
+}
+
 // denier starts the denied path: its one token is spent before the loop.
 func denier(b *testing.B) *gateway {
 	g := start(b, deniedConfig)
@@ -119,6 +142,7 @@ func BenchmarkPaths(b *testing.B) {
 		{name: "allowed", vm: start(b, allowedConfig).Worker(0), status: 200},
 		{name: "denied", vm: denier(b).Worker(0), status: 429},
 		{name: "three", vm: start(b, threeConfig).Worker(0), status: 200},
+		{name: "cached", vm: cachedDenier(b), status: 429},
 	}
 	for b.Loop() {
 		for _, p := range paths {
@@ -143,6 +167,7 @@ func BenchmarkPaths(b *testing.B) {
 			b.ReportMetric(ns/nothing, "x/"+p.name)
 		}
 	}
+	b.ReportMetric(perRequest(paths[5])/perRequest(paths[3]), "x-denied/cached")
 }
 
 // BenchmarkAllowedPhases splits an allowed request into its callbacks (as

@@ -67,16 +67,21 @@ func okAnswer(req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, uint32) {
 	return resp, 0
 }
 
-func overAnswer(req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, uint32) {
-	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT}
-	for range req.Descriptors {
-		resp.Statuses = append(resp.Statuses, &rlsv3.RateLimitResponse_DescriptorStatus{
-			Code:               rlsv3.RateLimitResponse_OVER_LIMIT,
-			CurrentLimit:       &rlsv3.RateLimitResponse_RateLimit{RequestsPerUnit: 100, Unit: rlsv3.RateLimitResponse_RateLimit_MINUTE},
-			DurationUntilReset: durationpb.New(30 * time.Second),
-		})
+var overAnswer = overFor(30 * time.Second)
+
+// overFor refuses every descriptor until reset.
+func overFor(reset time.Duration) func(*rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, uint32) {
+	return func(req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, uint32) {
+		resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT}
+		for range req.Descriptors {
+			resp.Statuses = append(resp.Statuses, &rlsv3.RateLimitResponse_DescriptorStatus{
+				Code:               rlsv3.RateLimitResponse_OVER_LIMIT,
+				CurrentLimit:       &rlsv3.RateLimitResponse_RateLimit{RequestsPerUnit: 100, Unit: rlsv3.RateLimitResponse_RateLimit_MINUTE},
+				DurationUntilReset: durationpb.New(reset),
+			})
+		}
+		return resp, 0
 	}
-	return resp, 0
 }
 
 const globalRules = `{"rules":[

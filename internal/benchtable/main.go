@@ -101,6 +101,7 @@ const (
 	allowedBudget = 12
 	allowedGoal   = 8
 	deniedBudget  = 16
+	cachedBudget  = 2 // a refusal from the denial cache, as a multiple of a local refusal (issue 8)
 )
 
 // budget judges the worst run against a limit (and an optional goal).
@@ -143,6 +144,15 @@ func table(in runs) ([]row, []string) {
 		request("allowed", "allowed request, 1 rule (remote_address)", allowedBudget, allowedGoal)
 		request("denied", "denied request (429 local reply)", deniedBudget, 0)
 		request("three", "allowed request, 3 rules, composite key", 0, 0)
+		if _, ok := paths[0].metrics["ns/cached"]; ok {
+			request("cached", "denied from the global tier's denial cache (no RLS call)", 0, 0)
+			vsDenied := spanOf(paths, metric("x-denied/cached"))
+			verdict := fmt.Sprintf("<= %gx denied: met", float64(cachedBudget))
+			if vsDenied.max > cachedBudget {
+				verdict = fmt.Sprintf("<= %gx denied: MISSED (%.1fx)", float64(cachedBudget), vsDenied.max)
+			}
+			rows = append(rows, row{"  denial cache vs local refusal (same run)", vsDenied.format(1, "%.2f", "x denied"), "", verdict})
+		}
 	}
 	if r, ok := get("AllowedPhases"); ok {
 		phase := func(unit string) string { return spanOf(r, metric(unit)).format(1, "%.0f", "") }
