@@ -3,30 +3,43 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/limiter"
 	"github.com/tokengate/tokengate/internal/proxywasm"
 )
 
-// sharedData is the limiter's Store over the host's shared data.
+// sharedData is the limiter's Store over the host's shared data. The
+// limiter acts on two outcomes, NOT_FOUND and CAS_MISMATCH; any other status
+// is an error that ends the decision in failure_mode, where the limiter
+// counts it. The first such failure of a VM is also logged, with the call
+// and the host's status.
 type sharedData struct{}
 
 func (sharedData) GetSharedData(key []byte) ([]byte, uint32, error) {
 	v, cas, st := proxywasm.GetSharedData(key)
-	return v, cas, statusErr(st)
+	return v, cas, statusErr("get", st)
 }
 
 func (sharedData) SetSharedData(key, value []byte, cas uint32) error {
-	return statusErr(proxywasm.SetSharedData(key, value, cas))
+	return statusErr("set", proxywasm.SetSharedData(key, value, cas))
 }
 
-// errSharedData stands for every other host failure: made once, so an
-// error costs no allocation on the request path.
-var errSharedData = errors.New("shared data: host call failed")
+// hostFailure is a host call that failed with a status the caller has no
+// answer for. Values are made on first use and kept, one per call and
+// status, so a failing host costs no allocation per request.
+type hostFailure struct {
+	call   string
+	status proxywasm.Status
+}
 
-func statusErr(st proxywasm.Status) error {
+func (e *hostFailure) Error() string { return "shared data " + e.call + ": " + e.status.String() }
+
+var (
+	hostFailures []*hostFailure
+	hostLogged   bool // a host failure has been logged by this VM
+)
+
+func statusErr(call string, st proxywasm.Status) error {
 	switch st {
 	case proxywasm.StatusOK:
 		return nil
@@ -35,7 +48,27 @@ func statusErr(st proxywasm.Status) error {
 	case proxywasm.StatusCASMismatch:
 		return limiter.ErrCASMismatch
 	}
-	return errSharedData
+	var err *hostFailure
+	for _, e := range hostFailures {
+		if e.call == call && e.status == st {
+			err = e
+		}
+	}
+	if err == nil {
+		err = &hostFailure{call, st}
+		hostFailures = append(hostFailures, err)
+	}
+	logHostFailure(err.Error() + "; a rule decision that meets such a failure follows failure_mode and counts in the rule's failure_mode counter")
+	return err
+}
+
+// logHostFailure logs the first host failure of this VM, which nothing else
+// reports: the counters say how many followed.
+func logHostFailure(msg string) {
+	if !hostLogged {
+		hostLogged = true
+		proxywasm.Log(proxywasm.LogError, "tokengate: "+msg+" (logged once per VM)")
+	}
 }
 
 // hostClock reads the host's wall clock.
@@ -103,8 +136,9 @@ func (m *metrics) Add(rule int, c limiter.Counter, delta int64) {
 // for the callback.
 type request struct {
 	single  string // the one header the rules read; "" when several
-	value   []byte // single's value, or the whole map in header-pairs format
+	value   []byte // single's value
 	found   bool
+	pairs   proxywasm.Pairs // the whole map, when several
 	fetched bool
 }
 
@@ -114,15 +148,26 @@ func (r *request) Header(name string) ([]byte, bool) {
 	if r.single != "" && name == r.single {
 		if !r.fetched {
 			v, st := proxywasm.GetHeader(proxywasm.MapRequestHeaders, name)
+			if st != proxywasm.StatusOK && st != proxywasm.StatusNotFound {
+				logHostFailure("request header " + name + ": " + st.String() + ": taken as missing")
+			}
 			r.value, r.found, r.fetched = v, st == proxywasm.StatusOK, true
 		}
 		return r.value, r.found
 	}
 	if r.single != "" || !r.fetched {
-		r.value, _ = proxywasm.GetHeaderPairs(proxywasm.MapRequestHeaders)
 		r.single, r.fetched = "", true
+		raw, st := proxywasm.GetHeaderPairs(proxywasm.MapRequestHeaders)
+		pairs, err := proxywasm.CheckPairs(raw)
+		switch {
+		case st != proxywasm.StatusOK:
+			logHostFailure("request headers: " + st.String() + ": taken as missing")
+		case err != nil:
+			logHostFailure("request headers: " + err.Error() + ": taken as missing")
+		}
+		r.pairs = pairs
 	}
-	return proxywasm.LookupPair(r.value, name)
+	return r.pairs.Lookup(name)
 }
 
 const propSourceAddress = "source\x00address"

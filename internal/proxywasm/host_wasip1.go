@@ -104,7 +104,7 @@ func GetHeader(m MapType, name string) ([]byte, Status) {
 }
 
 // GetHeaderPairs returns the whole header map m in the header-pairs format
-// (see LookupPair), valid until the current callback returns: one host call
+// (see CheckPairs), valid until the current callback returns: one host call
 // instead of one per header.
 func GetHeaderPairs(m MapType) ([]byte, Status) {
 	st := Status(proxyGetHeaderMapPairs(uint32(m), &retPtr, &retSize))

@@ -30,6 +30,9 @@ func TestPairsVectors(t *testing.T) {
 				if err == nil {
 					t.Fatalf("malformed bytes parsed to %q", got)
 				}
+				if _, err := CheckPairs(b); err == nil {
+					t.Fatal("CheckPairs accepts malformed bytes")
+				}
 				return
 			}
 			if err != nil || len(got) != len(v.Pairs) || len(got) > 0 && !reflect.DeepEqual(got, v.Pairs) {
@@ -38,14 +41,18 @@ func TestPairsVectors(t *testing.T) {
 			if enc := AppendPairs([]byte("prefix"), v.Pairs); string(enc) != "prefix"+string(b) {
 				t.Fatalf("AppendPairs = % x, want prefix then % x", enc, b)
 			}
-			// LookupPair answers the first value of each name.
+			// Lookup answers the first value of each name.
+			p, err := CheckPairs(b)
+			if err != nil {
+				t.Fatal(err)
+			}
 			first := map[string]string{}
 			for i := len(v.Pairs) - 1; i >= 0; i-- {
 				first[v.Pairs[i][0]] = v.Pairs[i][1]
 			}
 			for name, want := range first {
-				if val, ok := LookupPair(b, name); !ok || string(val) != want {
-					t.Errorf("LookupPair(%q) = %q, %v; want %q", name, val, ok, want)
+				if val, ok := p.Lookup(name); !ok || string(val) != want {
+					t.Errorf("Lookup(%q) = %q, %v; want %q", name, val, ok, want)
 				}
 			}
 		})
