@@ -135,7 +135,7 @@ func (c *cluster) start(ctx context.Context) {
 	}()
 	if c.cfg.DNS {
 		go func() {
-			t := time.NewTicker(c.cfg.DNSRefresh)
+			t := time.NewTicker(dnsRefresh)
 			defer t.Stop()
 			for {
 				select {
@@ -326,12 +326,6 @@ func (c *cluster) healthCheckLoop(ctx context.Context, h *host, initial bool) {
 		default:
 			d = hc.UnhealthyInterval
 		}
-		if hc.JitterPercent > 0 {
-			d += time.Duration(rand.Int64N(int64(d)*int64(hc.JitterPercent)/100 + 1))
-		}
-		if hc.Jitter > 0 {
-			d += time.Duration(rand.Int64N(int64(hc.Jitter)))
-		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -351,10 +345,7 @@ func (c *cluster) check(ctx context.Context, h *host) (ok, network bool) {
 	if err != nil {
 		return false, true
 	}
-	req.Host = hc.Host
-	if req.Host == "" {
-		req.Host = c.cfg.Name // Envoy's default health check authority
-	}
+	req.Host = c.cfg.Name // Envoy's default health check authority
 	req.Header.Set("User-Agent", "Envoy/HC")
 	resp, err := c.hcClient.Do(req)
 	if err != nil {
@@ -362,10 +353,8 @@ func (c *cluster) check(ctx context.Context, h *host) (ok, network bool) {
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
-	for _, r := range hc.Expected {
-		if resp.StatusCode >= r[0] && resp.StatusCode < r[1] {
-			return true, false
-		}
+	if resp.StatusCode == http.StatusOK { // Envoy's default expected_statuses
+		return true, false
 	}
 	return false, false
 }
@@ -463,7 +452,7 @@ func (c *cluster) outcome(h *host, status int) {
 		x.mu.Unlock()
 	}
 	c.mu.RUnlock()
-	if float64(active+1)*100/float64(total) > float64(o.MaxEjectionPercent) && !(o.AlwaysEjectOneHost && active == 0) {
+	if float64(active+1)*100/float64(total) > float64(o.MaxEjectionPercent) {
 		c.stats.inc(c.prefix + "outlier_detection.ejections_overflow")
 		return
 	}

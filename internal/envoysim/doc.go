@@ -8,17 +8,18 @@
 //     pinned to one worker chosen round robin, like Envoy's worker threads;
 //   - the envoy.filters.http.wasm filter, run through internal/wasmhost with N+1 VMs (one per
 //     worker plus the main thread, after a canary), then the router;
-//   - routes matched by path prefix (or exact path), prefix_rewrite, the route timeout, and a
-//     retry policy with retry_on, num_retries, per_try_timeout, back-off and the previous_hosts
-//     retry host predicate;
+//   - routes matched by path prefix in one virtual host ("*"), prefix_rewrite, the route
+//     timeout, and a retry policy with retry_on, num_retries, Envoy's back-off and the
+//     previous_hosts retry host predicate, with a 1 MiB retry buffer;
 //   - STATIC and STRICT_DNS clusters balanced round robin (one balancer per worker) over
-//     healthy hosts, with the healthy panic threshold, active HTTP health checks (intervals,
-//     thresholds, Envoy's no-traffic interval), consecutive-5xx and gateway-failure outlier
-//     ejection, and the max_retries / max_requests circuit breakers;
+//     healthy hosts, with the healthy panic threshold, active HTTP health checks (interval,
+//     thresholds, Envoy's no-traffic interval), consecutive-5xx outlier ejection, and
+//     Envoy's default max_retries / max_requests circuit breakers;
 //   - an admin listener with /ready, /stats, /stats/prometheus, /clusters and /quitquitquit.
 //
-// A field of the bootstrap that envoysim does not implement is an error naming the field, never
-// silently ignored: a configuration that loads here means the same thing it means to Envoy.
+// The fields it accepts are the fields the generator writes; any other field is an error naming
+// it, never silently ignored: a configuration that loads here means the same thing it means to
+// Envoy.
 //
 // DESIGN.md lists the decisions and the known differences from Envoy. The filter chain is
 // injectable (Options.Filter), so the proxy's own tests need neither a compiled .wasm nor

@@ -239,3 +239,51 @@ func manyHeaders(n int) []string {
 	}
 	return h
 }
+
+// TestHTTP2Defaults: like Envoy (2^31-1 streams per connection), envoysim takes 300
+// concurrent streams on one HTTP/2 connection; Go's default (250) would make the client open a
+// second one.
+func TestHTTP2Defaults(t *testing.T) {
+	s, bs := flowServer(t)
+	for _, b := range bs {
+		b.delay.Store(int64(300 * time.Millisecond))
+	}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	c := &http.Client{Transport: &http.Transport{Protocols: &protos}}
+	if resp, _ := get(t, c, s, "/api/users"); resp.ProtoMajor != 2 { // opens the one connection
+		t.Fatalf("got %s", resp.Proto)
+	}
+	const n = 300
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			resp, err := c.Get("http://" + s.ListenAddr() + "/api/users")
+			if err != nil {
+				errs <- err
+				return
+			}
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+				errs <- err
+				return
+			}
+			if err := resp.Body.Close(); err != nil {
+				errs <- err
+				return
+			}
+			if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+				errs <- fmt.Errorf("got %s %d", resp.Proto, resp.StatusCode)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := statsOf(t, s)["http.gateway.downstream_cx_total"]; got != 1 {
+		t.Fatalf("%d concurrent streams took %d connections, want 1", n, got)
+	}
+}

@@ -77,7 +77,8 @@ func newRequestID() string {
 
 // requestHeaders builds the headers a filter sees, the way Envoy's connection manager does:
 // pseudo headers, then the request's headers, with x-forwarded-for, x-forwarded-proto and
-// x-request-id set.
+// x-request-id set. Known difference: a client's x-envoy-* headers stay (Envoy strips them
+// from external requests) and the router does not obey them.
 func (s *Server) requestHeaders(r *http.Request) wasmhost.Headers {
 	path := r.RequestURI
 	if !strings.HasPrefix(path, "/") {
@@ -176,9 +177,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := s.requestHeaders(r)
-	authority, _ := h.Get(":authority")
 	path, _ := h.Get(":path")
-	ex.route = s.match(authority, path)
+	ex.route = s.match(path)
 	ex.info = wasmhost.StreamInfo{
 		SourceAddress:      r.RemoteAddr,
 		DestinationAddress: c.local,
@@ -191,7 +191,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.filter != nil {
 		ex.st = s.filter.NewStream(c.worker, ex.info)
 	}
-	ex.decode(h, authority, path)
+	ex.decode(h, path)
 }
 
 // exchange is one downstream request on its way through the filter chain, the router and
@@ -235,14 +235,14 @@ type bodyChunk struct {
 
 // decode runs the request through the filter chain: headers, then body chunks as they
 // arrive, starting the router once the filter lets the headers through.
-func (ex *exchange) decode(h wasmhost.Headers, authority, path string) {
+func (ex *exchange) decode(h wasmhost.Headers, path string) {
 	eos := ex.r.Body == nil || ex.r.Body == http.NoBody
 	if eos {
 		ex.setRequestEnded()
 	}
 	ex.hasBody = !eos
 	res := ex.st.RequestHeaders(h, eos)
-	if !ex.decoded(res, authority, path, false) || eos && ex.routerDone != nil {
+	if !ex.decoded(res, path, false) || eos && ex.routerDone != nil {
 		return
 	}
 	var chunks chan bodyChunk
@@ -262,11 +262,11 @@ func (ex *exchange) decode(h wasmhost.Headers, authority, path string) {
 				ex.setRequestEnded()
 			}
 			res := ex.st.RequestBody(ch.data, ch.eos)
-			if !ex.decoded(res, authority, path, true) {
+			if !ex.decoded(res, path, true) {
 				return
 			}
 		case res := <-ex.st.Resumed():
-			if !ex.decoded(res, authority, path, true) {
+			if !ex.decoded(res, path, true) {
 				return
 			}
 		case <-ex.routerDone:
@@ -286,7 +286,7 @@ func (ex *exchange) decode(h wasmhost.Headers, authority, path string) {
 // decoded applies the result of a request callback or a resume. isBody says whether res came
 // from a body callback or a resume (so res.Body is data that goes on). It reports whether
 // decoding goes on.
-func (ex *exchange) decoded(res wasmhost.Result, authority, path string, isBody bool) bool {
+func (ex *exchange) decoded(res wasmhost.Result, path string, isBody bool) bool {
 	if res.LocalReply != nil {
 		ex.filterReply(res.LocalReply)
 		return false
@@ -301,7 +301,7 @@ func (ex *exchange) decoded(res wasmhost.Result, authority, path string, isBody 
 		}
 		return true
 	}
-	if ex.routerDone == nil && !ex.startRouter(res.Headers, authority, path) {
+	if ex.routerDone == nil && !ex.startRouter(res.Headers, path) {
 		return false
 	}
 	if isBody && len(res.Body) > 0 && ex.body != nil {
@@ -394,14 +394,12 @@ func (ex *exchange) finish() {
 }
 
 // startRouter hands the request to the router: it finds the route again if the filter changed
-// :authority or :path (Envoy clears its route cache then), answers 404 when none matches, and
-// otherwise starts the router's goroutine. It reports whether the router started.
-func (ex *exchange) startRouter(h wasmhost.Headers, authority, path string) bool {
+// :path (Envoy clears its route cache then), answers 404 when none matches, and otherwise
+// starts the router's goroutine. It reports whether the router started.
+func (ex *exchange) startRouter(h wasmhost.Headers, path string) bool {
 	h = slices.Clone(h) // the filter's headers belong to its stream
-	a2, _ := h.Get(":authority")
-	p2, _ := h.Get(":path")
-	if a2 != authority || p2 != path {
-		ex.route = ex.s.match(a2, p2)
+	if p, _ := h.Get(":path"); p != path {
+		ex.route = ex.s.match(p)
 	}
 	if ex.route == nil {
 		ex.s.stats.inc(ex.s.httpPrefix + "no_route")

@@ -16,60 +16,13 @@ import (
 	"github.com/tokengate/tokengate/internal/wasmhost"
 )
 
-// match finds the route for an authority and path, nil when none matches.
-func (s *Server) match(authority, path string) *Route {
-	vh := s.virtualHost(authority)
-	if vh == nil {
-		return nil
-	}
-	bare := path
-	if i := strings.IndexAny(bare, "?#"); i >= 0 {
-		bare = bare[:i]
-	}
+// match finds the route for a path in the one virtual host (domains "*"), nil when none
+// matches. Like Envoy's prefix match, the query string takes part.
+func (s *Server) match(path string) *Route {
+	vh := &s.cfg.VirtualHosts[0]
 	for i := range vh.Routes {
-		r := &vh.Routes[i]
-		if r.Exact && bare == r.Path || !r.Exact && strings.HasPrefix(path, r.Prefix) {
+		if r := &vh.Routes[i]; strings.HasPrefix(path, r.Prefix) {
 			return r
-		}
-	}
-	return nil
-}
-
-// virtualHost picks the virtual host for an authority like Envoy: an exact domain, then the
-// longest suffix wildcard ("*.example.com"), then the longest prefix wildcard ("foo.*"), then "*".
-func (s *Server) virtualHost(authority string) *VirtualHost {
-	authority = strings.ToLower(authority)
-	candidates := []string{authority}
-	if h, _, err := net.SplitHostPort(authority); err == nil {
-		candidates = append(candidates, h)
-	}
-	for _, a := range candidates {
-		var best *VirtualHost
-		bestLen, bestKind := -1, 4
-		for i := range s.cfg.VirtualHosts {
-			vh := &s.cfg.VirtualHosts[i]
-			for _, d := range vh.Domains {
-				d = strings.ToLower(d)
-				kind, n := 4, 0
-				switch {
-				case d == a:
-					kind, n = 0, len(d)
-				case d == "*":
-					kind = 3
-				case strings.HasPrefix(d, "*") && strings.HasSuffix(a, d[1:]) && len(a) > len(d)-1:
-					kind, n = 1, len(d)
-				case strings.HasSuffix(d, "*") && strings.HasPrefix(a, d[:len(d)-1]) && len(a) > len(d)-1:
-					kind, n = 2, len(d)
-				default:
-					continue
-				}
-				if kind < bestKind || kind == bestKind && n > bestLen {
-					best, bestKind, bestLen = vh, kind, n
-				}
-			}
-		}
-		if best != nil {
-			return best
 		}
 	}
 	return nil
@@ -81,7 +34,6 @@ type failure int
 const (
 	failConnect failure = iota + 1 // could not connect
 	failReset                      // connected, but no response headers
-	failPerTry                     // per_try_timeout expired
 	failTimeout                    // the route timeout expired: never retried
 	failGone                       // the exchange ended (client gone, or answered already)
 )
@@ -91,16 +43,13 @@ const (
 func (p *RetryPolicy) retriable(status int, f failure) bool {
 	switch f {
 	case failConnect:
-		return p.On["connect-failure"] || p.On["5xx"] || p.On["gateway-error"] || p.On["reset"]
-	case failReset, failPerTry:
-		return p.On["5xx"] || p.On["gateway-error"] || p.On["reset"]
+		return p.On["connect-failure"] || p.On["5xx"] || p.On["reset"]
+	case failReset:
+		return p.On["5xx"] || p.On["reset"]
 	case failTimeout, failGone:
 		return false
 	}
-	return p.On["5xx"] && status >= 500 ||
-		p.On["gateway-error"] && (status == 502 || status == 503 || status == 504) ||
-		p.On["retriable-4xx"] && status == 409 ||
-		p.On["retriable-status-codes"] && p.StatusCodes[status]
+	return p.On["5xx"] && status >= 500
 }
 
 // retryState is the retry bookkeeping of one request, like Envoy's RetryStateImpl: the policy,
@@ -180,7 +129,7 @@ type attempt struct {
 	fail   failure        // why it failed; 0 with a response
 	status int            // the response's status, or the status the failure counts as
 	took   time.Duration
-	cancel context.CancelFunc // ends the try (and its per_try_timeout); call when done with resp
+	cancel context.CancelFunc // ends the try; call when done with resp
 }
 
 // upstreamRequest is what every attempt of a request sends.
@@ -197,7 +146,7 @@ func newUpstreamRequest(route *Route, h wasmhost.Headers) upstreamRequest {
 	u.method, _ = h.Get(":method")
 	u.authority, _ = h.Get(":authority")
 	u.path, _ = h.Get(":path")
-	if route.HasRewrite && !route.Exact {
+	if route.HasRewrite {
 		u.path = route.PrefixRewrite + u.path[len(route.Prefix):]
 	}
 	for _, kv := range h {
@@ -209,12 +158,8 @@ func newUpstreamRequest(route *Route, h wasmhost.Headers) upstreamRequest {
 	if _, ok := u.header["User-Agent"]; !ok {
 		u.header["User-Agent"] = []string{""} // Envoy adds none; an empty value stops Go adding its own
 	}
-	expected := route.Timeout
-	if rp := route.Retry; rp != nil && rp.PerTryTimeout > 0 && (expected == 0 || rp.PerTryTimeout < expected) {
-		expected = rp.PerTryTimeout
-	}
-	if expected > 0 {
-		u.header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(expected.Milliseconds(), 10))
+	if route.Timeout > 0 {
+		u.header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(route.Timeout.Milliseconds(), 10))
 	}
 	return u
 }
@@ -257,7 +202,7 @@ func (ex *exchange) forward(h wasmhost.Headers) {
 			ex.localReply(http.StatusServiceUnavailable, replyNoHealthy)
 			return
 		}
-		a := ex.try(ctx, hst, up, route.Retry)
+		a := ex.try(ctx, hst, up)
 		rs.attemptDone()
 		switch a.fail {
 		case failGone:
@@ -296,8 +241,6 @@ func (ex *exchange) forward(h wasmhost.Headers) {
 func (ex *exchange) finishAttempt(a *attempt, method string, retries int) {
 	defer a.cancel()
 	switch a.fail {
-	case failPerTry:
-		ex.localReply(http.StatusGatewayTimeout, replyTimeout)
 	case failConnect:
 		ex.localReply(http.StatusServiceUnavailable, replyConnectFail)
 	case failReset:
@@ -313,15 +256,12 @@ func (ex *exchange) finishAttempt(a *attempt, method string, retries int) {
 	}
 }
 
-// try runs one attempt on h, with the policy's per_try_timeout, and reports its outcome to
-// the cluster's stats and outlier detection.
-func (ex *exchange) try(ctx context.Context, h *host, up upstreamRequest, rp *RetryPolicy) *attempt {
+// try runs one attempt on h and reports its outcome to the cluster's stats and outlier
+// detection.
+func (ex *exchange) try(ctx context.Context, h *host, up upstreamRequest) *attempt {
 	cl := ex.cluster
 	a := &attempt{host: h}
-	tryCtx, cancel := ctx, context.CancelFunc(func() {})
-	if rp != nil && rp.PerTryTimeout > 0 {
-		tryCtx, cancel = context.WithTimeout(ctx, rp.PerTryTimeout)
-	}
+	tryCtx, cancel := context.WithCancel(ctx)
 	a.cancel = cancel
 	start := time.Now()
 	resp, err := ex.roundTrip(tryCtx, h, up)
@@ -338,9 +278,6 @@ func (ex *exchange) try(ctx context.Context, h *host, up upstreamRequest, rp *Re
 		return a // not the host's fault
 	case ctx.Err() != nil:
 		a.fail, a.status = failTimeout, http.StatusGatewayTimeout
-	case tryCtx.Err() != nil:
-		a.fail, a.status = failPerTry, http.StatusGatewayTimeout
-		cl.stats.inc(cl.prefix + "upstream_rq_per_try_timeout")
 	case isConnectError(err):
 		a.fail, a.status = failConnect, http.StatusServiceUnavailable
 	default:

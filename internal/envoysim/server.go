@@ -127,8 +127,8 @@ func (s *Server) Start() error {
 	}
 	s.srv = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 60 * time.Second,
-		IdleTimeout:       time.Hour,
+		ReadHeaderTimeout: 60 * time.Second, // known difference: Envoy sets no such limit
+		IdleTimeout:       time.Hour,        // Envoy's default idle_timeout
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			id := s.connSeq.Add(1)
@@ -146,9 +146,16 @@ func (s *Server) Start() error {
 		},
 	}
 	var protos http.Protocols
-	protos.SetHTTP1(s.cfg.HTTP1)
-	protos.SetUnencryptedHTTP2(s.cfg.HTTP2)
+	protos.SetHTTP1(true) // codec_type AUTO, Envoy's default
+	protos.SetUnencryptedHTTP2(true)
 	s.srv.Protocols = &protos
+	// Envoy's HTTP/2 defaults (http2_protocol_options): 2^31-1 concurrent streams, 256 MiB
+	// stream and connection windows. Go's own would refuse streams above 250 per connection.
+	s.srv.HTTP2 = &http.HTTP2Config{
+		MaxConcurrentStreams:          1<<31 - 1,
+		MaxReceiveBufferPerConnection: 256 << 20,
+		MaxReceiveBufferPerStream:     256 << 20,
+	}
 	for _, c := range s.clusters {
 		c.start(s.ctx)
 	}

@@ -37,18 +37,15 @@ func WasmFilter(log *slog.Logger) FilterFactory {
 			policy = wasmhost.FailReload
 		}
 		p, err := wasmhost.NewPlugin(ctx, m, wasmhost.PluginConfig{
-			Name:            cfg.Name,
-			RootID:          cfg.RootID,
-			VMID:            cfg.VMID,
-			Configuration:   cfg.Configuration,
-			VMConfiguration: cfg.VMConfiguration,
-			Env:             cfg.Env,
-			Concurrency:     workers,
-			FailurePolicy:   policy,
-			Clock:           wasmhost.SystemClock(),
-			Shared:          wasmhost.NewSharedData(),
-			ReloadBackoff:   cfg.ReloadBackoff,
-			Grpc:            cfg.Grpc,
+			Name:          cfg.Name,
+			RootID:        cfg.RootID,
+			VMID:          cfg.VMID,
+			Configuration: cfg.Configuration,
+			Concurrency:   workers,
+			FailurePolicy: policy,
+			Clock:         wasmhost.SystemClock(),
+			Shared:        wasmhost.NewSharedData(),
+			Grpc:          cfg.Grpc,
 			Log: func(level wasmhost.LogLevel, vm, msg string) {
 				log.Log(context.Background(), slogLevel(level), "wasm log "+cfg.Name+": "+msg, "vm", vm)
 			},
