@@ -65,6 +65,23 @@ func TestModuleInterface(t *testing.T) {
 	}
 }
 
+// moduleBudget holds the size of build/tokengate.wasm. Issue 11 asks for
+// 3 MB; that is out of reach while gjson is linked: its package init keeps
+// its "@pretty" modifier, and through it encoding/json, reflect and fmt,
+// whatever the code calls (a module that only validates and walks JSON with
+// gjson is 3.56 MB, a do-nothing one 1.85 MB; see BENCHMARKS.md). This
+// budget keeps the module from growing past what it is now, with room for
+// work in flight.
+const moduleBudget = 4_300_000
+
+// TestModuleSize fails when the module grows past its budget: size is
+// compile time in every Envoy worker and pull time on every node.
+func TestModuleSize(t *testing.T) {
+	if n := len(wasmBytes); n > moduleBudget {
+		t.Fatalf("the module is %d bytes, over its budget of %d: look at what the change pulls in (GOOS=wasip1 GOARCH=wasm go list -deps ./filter)", n, moduleBudget)
+	}
+}
+
 // TestBadConfigRejectedByCanary: every config error fixture makes the canary
 // VM refuse the configuration, with the complete message in its log.
 func TestBadConfigRejectedByCanary(t *testing.T) {

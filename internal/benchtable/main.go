@@ -132,6 +132,9 @@ func table(in runs) ([]row, []string) {
 		rows = append(rows,
 			row{"do-nothing module: 6 callbacks that return at once, no host call", us("nothing"), "1.0x", ""},
 			row{"floor: the same + 4 trivial host calls", us("floor"), spanOf(paths, metric("x/floor")).format(1, "%.1f", "x"), ""})
+		if _, ok := paths[0].metrics["ns/hostcalls"]; ok {
+			rows = append(rows, row{"the same + an allowed request's host calls, no logic", us("hostcalls"), spanOf(paths, metric("x/hostcalls")).format(1, "%.1f", "x"), ""})
+		}
 		request := func(name, what string, limit, goal float64) {
 			x := spanOf(paths, metric("x/"+name))
 			overFloor := spanOf(paths, func(r result) float64 { return r.metrics["ns/"+name] / r.metrics["ns/floor"] })
