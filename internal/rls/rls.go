@@ -180,13 +180,9 @@ var (
 // Unknown fields are skipped; on error r holds what was read so far.
 func (r *Response) Decode(b []byte) error {
 	r.Overall, r.Statuses = CodeUnknown, r.Statuses[:0]
-	for len(b) > 0 {
-		field, wire, val, num, rest, err := next(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	f := reader{b: b}
+	for f.next() {
+		switch field, wire, num := f.field, f.wire, f.num; {
 		case field == fieldOverallCode && wire == wireVarint:
 			r.Overall = code(num)
 		case field == fieldStatuses && wire == wireBytes:
@@ -194,12 +190,12 @@ func (r *Response) Decode(b []byte) error {
 				return ErrTooMany
 			}
 			r.Statuses = append(r.Statuses, Status{})
-			if err := r.Statuses[len(r.Statuses)-1].decode(val); err != nil {
+			if err := r.Statuses[len(r.Statuses)-1].decode(f.val); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return f.err
 }
 
 func code(n uint64) Code {
@@ -210,47 +206,39 @@ func code(n uint64) Code {
 }
 
 func (s *Status) decode(b []byte) error {
-	for len(b) > 0 {
-		field, wire, val, num, rest, err := next(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	r := reader{b: b}
+	for r.next() {
+		switch field, wire, num := r.field, r.wire, r.num; {
 		case field == fieldCode && wire == wireVarint:
 			s.Code = code(num)
 		case field == fieldCurrentLimit && wire == wireBytes:
 			s.HasLimit = true
-			if err := s.decodeLimit(val); err != nil {
+			if err := s.decodeLimit(r.val); err != nil {
 				return err
 			}
 		case field == fieldLimitRemaining && wire == wireVarint:
 			s.Remaining = uint32(num)
 		case field == fieldDurationUntilReset && wire == wireBytes:
 			s.HasReset = true
-			if err := s.decodeDuration(val); err != nil {
+			if err := s.decodeDuration(r.val); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return r.err
 }
 
 func (s *Status) decodeLimit(b []byte) error {
-	for len(b) > 0 {
-		field, wire, _, num, rest, err := next(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	r := reader{b: b}
+	for r.next() {
+		switch field, wire, num := r.field, r.wire, r.num; {
 		case field == fieldRequestsPerUnit && wire == wireVarint:
 			s.RequestsPerUnit = uint32(num)
 		case field == fieldUnit && wire == wireVarint:
 			s.Unit = Unit(num)
 		}
 	}
-	return nil
+	return r.err
 }
 
 // decodeDuration reads a google.protobuf.Duration; fields absent from
@@ -258,18 +246,17 @@ func (s *Status) decodeLimit(b []byte) error {
 // repeated occurrences of a message field).
 func (s *Status) decodeDuration(b []byte) error {
 	sec, nanos := s.UntilReset/1e9, s.UntilReset%1e9
-	for len(b) > 0 {
-		field, wire, _, num, rest, err := next(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	r := reader{b: b}
+	for r.next() {
+		switch field, wire, num := r.field, r.wire, r.num; {
 		case field == fieldSeconds && wire == wireVarint:
 			sec = int64(num)
 		case field == fieldNanos && wire == wireVarint:
 			nanos = min(max(int64(int32(num)), -999_999_999), 999_999_999)
 		}
+	}
+	if r.err != nil {
+		return r.err
 	}
 	const maxSec = (1<<63 - 1) / 1_000_000_000
 	switch {
@@ -281,6 +268,25 @@ func (s *Status) decodeDuration(b []byte) error {
 		s.UntilReset = max(sec*1e9+nanos, 0)
 	}
 	return nil
+}
+
+// reader walks the fields of one message: after next reports true, the
+// field's number, wire type and value (val for wireBytes, num for
+// wireVarint) are in its fields; err holds what stopped it, nil at the end.
+type reader struct {
+	b           []byte
+	field, wire int
+	val         []byte
+	num         uint64
+	err         error
+}
+
+func (r *reader) next() bool {
+	if len(r.b) == 0 || r.err != nil {
+		return false
+	}
+	r.field, r.wire, r.val, r.num, r.b, r.err = next(r.b)
+	return r.err == nil
 }
 
 // next reads one field of b: its number and wire type, then for wireBytes
