@@ -92,14 +92,20 @@ func TestBadConfigRejectedByCanary(t *testing.T) {
 	for _, file := range files {
 		name := strings.TrimSuffix(filepath.Base(file), ".json")
 		t.Run(name, func(t *testing.T) {
-			data, _ := os.ReadFile(file)
-			want, _ := os.ReadFile(strings.TrimSuffix(file, ".json") + ".want")
-			_, err := wasmhost.NewPlugin(context.Background(), module, wasmhost.PluginConfig{
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(strings.TrimSuffix(file, ".json") + ".want")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = wasmhost.NewPlugin(context.Background(), module, wasmhost.PluginConfig{
 				Name: "tokengate", RootID: "tokengate", Configuration: data})
 			if err == nil {
 				t.Fatal("configuration accepted")
 			}
-			if !strings.Contains(err.Error(), "tokengate: "+strings.TrimSpace(string(want))) {
+			if !strings.Contains(err.Error(), strings.TrimSpace(string(want))) || strings.Contains(err.Error(), "tokengate: invalid") {
 				t.Fatalf("error does not carry the config problems:\n%v\nwant %s", err, want)
 			}
 		})
@@ -358,17 +364,45 @@ func TestClockJumps(t *testing.T) {
 }
 
 // TestAbsurdConfigs: limits at the edges of int64 work without traps.
+// TestAbsurdConfigs: limits at the edges of int64, on a stopped clock, give
+// one exact outcome each: no overflow, no trap, rounding up to whole seconds
+// and capping at the largest value instead.
 func TestAbsurdConfigs(t *testing.T) {
-	for _, js := range []string{
-		`{"rules":[{"name":"r","key":["path"],"capacity":9223372036854775807,"refill":1,"interval":"1ms"}]}`,
-		`{"rules":[{"name":"r","key":["path"],"capacity":1,"refill":1099511627776,"interval":"1ms"}]}`,
-		`{"rules":[{"name":"r","key":["path"],"capacity":10,"refill":1,"interval":"2562047h"}]}`,
+	type want struct {
+		status     int
+		rateLimit  string
+		retryAfter string
+	}
+	for _, tt := range []struct {
+		config string
+		policy string
+		want   [3]want
+	}{
+		{`{"rules":[{"name":"r","key":["path"],"capacity":9223372036854775807,"refill":1,"interval":"1ms"}]}`,
+			`"r";q=9223372036854775807;w=9223372037`, [3]want{
+				{200, `"r";r=9223372036854775806;t=1`, ""},
+				{200, `"r";r=9223372036854775805;t=1`, ""},
+				{200, `"r";r=9223372036854775804;t=1`, ""}}},
+		{`{"rules":[{"name":"r","key":["path"],"capacity":1,"refill":1099511627776,"interval":"1ms"}]}`,
+			`"r";q=1;w=1`, [3]want{
+				{200, `"r";r=0;t=1`, ""},
+				{429, `"r";r=0;t=1`, "1"},
+				{429, `"r";r=0;t=1`, "1"}}},
+		// One token takes 9223369200 s; two overflow int64 nanoseconds,
+		// which is capped (9223372037 s).
+		{`{"rules":[{"name":"r","key":["path"],"capacity":10,"refill":1,"interval":"2562047h"}]}`,
+			`"r";q=10;w=9223372037`, [3]want{
+				{200, `"r";r=9;t=9223369200`, ""},
+				{200, `"r";r=8;t=9223372037`, ""},
+				{200, `"r";r=7;t=9223372037`, ""}}},
 	} {
-		g := start(t, js)
-		for i := 0; i < 3; i++ {
+		g := start(t, tt.config)
+		for i, w := range tt.want {
 			resp := g.serve(g.Worker(0), get("1.1.1.1:1", "/"))
-			if resp.Status != 200 && resp.Status != 429 || g.Worker(0).Failed() {
-				t.Fatalf("%s: %d", js, resp.Status)
+			got := want{resp.Status, headerValue(resp.Headers, "ratelimit"), headerValue(resp.Headers, "retry-after")}
+			if got != w || headerValue(resp.Headers, "ratelimit-policy") != tt.policy || g.Worker(0).Failed() {
+				t.Fatalf("%s\nrequest %d: %+v, policy %q; want %+v, policy %q", tt.config, i+1, got,
+					headerValue(resp.Headers, "ratelimit-policy"), w, tt.policy)
 			}
 		}
 	}

@@ -91,10 +91,10 @@ func (v *vm) resume(s *stream, g *limiter.Global, d *limiter.Decision) {
 	proxywasm.ContinueStream(proxywasm.StreamRequest)
 }
 
-// cancelCall cancels the call of stream ctx, if one is in flight: Envoy
+// cancelCall cancels the call of stream id, if one is in flight: Envoy
 // would otherwise deliver its answer to the root after the stream is gone.
-func (v *vm) cancelCall(ctx uint32) {
-	if s := v.streams.get(ctx); s != nil && s.token != 0 {
+func (v *vm) cancelCall(id uint32) {
+	if s := v.streams.get(id); s != nil && s.token != 0 {
 		proxywasm.GrpcCancel(s.token)
 		v.calls.take(s.token)
 		s.token = 0

@@ -71,7 +71,7 @@ func (v *vm) OnConfigure(id uint32, size int) bool {
 	}
 	cfg, err := config.Parse(append([]byte(nil), raw...))
 	if err != nil {
-		proxywasm.Log(proxywasm.LogCritical, "tokengate: "+err.Error())
+		proxywasm.Log(proxywasm.LogCritical, err.Error()) // "invalid tokengate configuration: ..."
 		return false
 	}
 	name := "tokengate"

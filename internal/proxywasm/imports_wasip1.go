@@ -60,4 +60,4 @@ func proxyGrpcCancel(token uint32) uint32
 func proxyContinueStream(streamType uint32) uint32
 
 //go:wasmimport env proxy_set_effective_context
-func proxySetEffectiveContext(ctx uint32) uint32
+func proxySetEffectiveContext(id uint32) uint32

@@ -19,7 +19,7 @@ func abiVersion() {}
 func allocate(size uint32) *byte { return &scratch[0] }
 
 //go:wasmexport proxy_on_context_create
-func contextCreate(ctx, parent uint32) {}
+func contextCreate(id, parent uint32) {}
 
 //go:wasmexport proxy_on_vm_start
 func vmStart(root, size uint32) uint32 { return 1 }
@@ -28,7 +28,7 @@ func vmStart(root, size uint32) uint32 { return 1 }
 func configure(root, size uint32) uint32 { return 1 }
 
 //go:wasmexport proxy_on_request_headers
-func requestHeaders(ctx, n, eos uint32) uint32 {
+func requestHeaders(id, n, eos uint32) uint32 {
 	var t uint64
 	for i := 0; i < 4; i++ {
 		getTime(&t)
@@ -37,15 +37,15 @@ func requestHeaders(ctx, n, eos uint32) uint32 {
 }
 
 //go:wasmexport proxy_on_response_headers
-func responseHeaders(ctx, n, eos uint32) uint32 { return 0 }
+func responseHeaders(id, n, eos uint32) uint32 { return 0 }
 
 //go:wasmexport proxy_on_log
-func onLog(ctx uint32) {}
+func onLog(id uint32) {}
 
 //go:wasmexport proxy_on_done
-func onDone(ctx uint32) uint32 { return 1 }
+func onDone(id uint32) uint32 { return 1 }
 
 //go:wasmexport proxy_on_delete
-func onDelete(ctx uint32) {}
+func onDelete(id uint32) {}
 
 func main() {}
