@@ -2,8 +2,11 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 // TestCheck runs check on plain JSON and on WasmPlugin manifests, comparing
@@ -61,5 +64,43 @@ func TestCheck(t *testing.T) {
 				t.Errorf("exit %d (want %d)\nstdout %q\nwant   %q\nstderr %q\nwant   %q", code, c.code, out, c.wantStdout, errOut, c.wantStderr)
 			}
 		})
+	}
+}
+
+// TestCheckSaysWhatTheFilterSays runs check on every fixture of the filter
+// configuration's own tests: a valid one passes, an invalid one fails with
+// exactly the problems its .want file holds (the message the filter logs),
+// one per line.
+func TestCheckSaysWhatTheFilterSays(t *testing.T) {
+	valid, _ := filepath.Glob("../../../internal/config/testdata/valid/*.json")
+	invalid, _ := filepath.Glob("../../../internal/config/testdata/invalid/*.json")
+	if len(valid) == 0 || len(invalid) == 0 {
+		t.Fatalf("fixtures not found: %d valid, %d invalid", len(valid), len(invalid))
+	}
+	for _, file := range valid {
+		if code, out, errOut := runCLI(t, "", "check", file); code != 0 || out != file+": ok\n" {
+			t.Errorf("%s: exit %d, %q %q", file, code, out, errOut)
+		}
+	}
+	for _, file := range invalid {
+		want, err := os.ReadFile(strings.TrimSuffix(file, ".json") + ".want")
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := runCLI(t, "", "check", file)
+		// Each line is one problem as Problem.String writes it; the
+		// filter's error joins the same strings.
+		var lines []config.Problem
+		for _, line := range strings.Split(strings.TrimSuffix(errOut, "\n"), "\n") {
+			p, ok := strings.CutPrefix(line, file+": ")
+			if !ok {
+				t.Errorf("%s: line %q does not start with the file name", file, line)
+			}
+			lines = append(lines, config.Problem{Message: p})
+		}
+		got := (&config.Error{Problems: lines}).Error()
+		if code != 1 || out != "" || got != strings.TrimSuffix(string(want), "\n") {
+			t.Errorf("%s: exit %d\ngot  %s\nwant %s", file, code, got, want)
+		}
 	}
 }
