@@ -386,4 +386,10 @@ func TestChurnNeverOverAdmits(t *testing.T) {
 	if stricter == 0 {
 		t.Fatalf("20 clients per set of 4 entries and no stricter refusal: collisions are not exercised")
 	}
+	// The README quotes this share (85% in four runs, 84.8-85.0%); the
+	// band holds the figure while leaving room for the interleaving of the
+	// workers, which varies from run to run.
+	if share := float64(stricter) / float64(max(ownOK, 1)); !testing.Short() && (share < 0.75 || share > 0.95) {
+		t.Errorf("the crowd was refused %.1f%% of what its own buckets allowed; the README says about 85%%", 100*share)
+	}
 }

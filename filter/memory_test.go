@@ -136,5 +136,13 @@ func TestSharedDataFootprint(t *testing.T) {
 	if perSlot := float64(size) / slots; perSlot > 64 {
 		t.Errorf("%.1f bytes per slot, want at most 64", perSlot)
 	}
-	t.Logf("stricter limiting: %d of %d brand-new clients refused (their set held four busy buckets)", n-allowed, n)
+	// What the flood costs the clients, as the README states it: every one
+	// of the slots entries is drained (capacity 5 each), and no entry gets
+	// back more than one token per second of flood (n µs).
+	const capacity = 5
+	floodSeconds := (n + 999_999) / 1_000_000
+	if lo, hi := slots*capacity, slots*(capacity+floodSeconds); allowed < lo || allowed > hi {
+		t.Errorf("%d of %d flood clients admitted, want %d..%d (slots x (capacity + refill over the flood))", allowed, n, lo, hi)
+	}
+	t.Logf("stricter limiting: %d of %d brand-new clients refused (%.1f%%; their set held four busy buckets)", n-allowed, n, 100*float64(n-allowed)/float64(n))
 }

@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -70,8 +71,15 @@ func TestHostOf(t *testing.T) {
 
 // FuzzXFF: any header and peer give an address or a clean fallback, never
 // a panic, and the result is one of the header's entries or the peer.
+// FuzzXFF holds clientIP to a plain reading of its contract, written with
+// strings.Split and net/netip: walking X-Forwarded-For from the right, skip
+// one last entry equal to the peer (Envoy's own append), take the hops-th
+// entry; an entry that is not an address, or too few entries, gives the
+// peer. ok is false only without a usable peer address.
 func FuzzXFF(f *testing.F) {
 	f.Add("203.0.113.7, 10.0.0.1", "10.0.0.1:1", 1)
+	f.Add("203.0.113.7, 198.51.100.2, 10.0.0.1", "10.0.0.1:1", 2)
+	f.Add("2001:db8::1,[::1]:80", "[::1]:1", 1)
 	f.Add(",,,", "[::1]:1", 3)
 	f.Add("\xff\xfe, 1.1.1.1", "", 2)
 	f.Fuzz(func(t *testing.T, xff, source string, hops int) {
@@ -79,8 +87,45 @@ func FuzzXFF(f *testing.F) {
 			return
 		}
 		r := req{h: map[string]string{"x-forwarded-for": xff}, source: source}
-		clientIP(r, hops)
+		got, ok := clientIP(r, hops)
+		want, wantOK := xffReference(xff, source, hops)
+		if ok != wantOK || got != want {
+			t.Fatalf("clientIP(xff %q, peer %q, hops %d) = %v %v, want %v %v", xff, source, hops, got, ok, want, wantOK)
+		}
 	})
+}
+
+// xffReference is clientIP's contract, written plainly.
+func xffReference(xff, source string, hops int) ([16]byte, bool) {
+	parse := func(s string) ([16]byte, bool) {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			return ap.Addr().Unmap().As16(), true
+		}
+		if a, err := netip.ParseAddr(s); err == nil {
+			return a.Unmap().As16(), true
+		}
+		return [16]byte{}, false
+	}
+	peer, peerOK := parse(source)
+	if hops == 0 {
+		return peer, peerOK
+	}
+	entries := strings.Split(xff, ",")
+	counted, skipped := 0, false
+	for i := len(entries) - 1; i >= 0; i-- {
+		a, ok := parse(strings.TrimSpace(entries[i]))
+		if !ok {
+			break
+		}
+		if counted == 0 && !skipped && peerOK && a == peer {
+			skipped = true
+			continue
+		}
+		if counted++; counted == hops {
+			return a, true
+		}
+	}
+	return peer, peerOK
 }
 
 // FuzzParseHostPort: the IPv4 fast path agrees with net/netip on every input.
