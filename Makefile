@@ -48,12 +48,16 @@ check:
 	@MAKEFLAGS= GOFLAGS=-modcacherw $(MAKE) --no-print-directory -p -n wasm 2>/dev/null | grep -qx 'GOFLAGS := -modcacherw -buildvcs=false' \
 	  || { echo 'Makefile: a GOFLAGS from the environment is not kept'; exit 1; }
 
-## run: the example gateway (envoy/examples/gateway.yaml) with three sample backends on port $(PORT); Ctrl-C stops all
-PORT ?= 10000
+## run: the example gateway (envoy/examples/gateway.yaml) and three sample backends, until Ctrl-C; HOST, PORT, ADMIN_PORT, BACKEND_PORT move it
+# 0 or empty: the spec's (listener 127.0.0.1:10000, admin 9901, backends 8081-8083: BACKEND_PORT is b1's, the others follow).
+HOST ?=
+PORT ?= 0
+ADMIN_PORT ?= 0
+BACKEND_PORT ?= 0
 run: wasm
 	@mkdir -p build/gateway/bin
 	$(GO) build -o build/gateway/bin/gateway ./e2e/cmd/gateway
-	build/gateway/bin/gateway -spec envoy/examples/gateway.yaml -port $(PORT) -out build/gateway
+	build/gateway/bin/gateway -spec envoy/examples/gateway.yaml -host '$(HOST)' -port $(PORT) -admin-port $(ADMIN_PORT) -backend-port $(BACKEND_PORT) -out build/gateway
 
 ## run-global: the two-tier example (envoy/examples/global.yaml): Redis, envoyproxy/ratelimit and two replicas on ports $(PORT) and $(PORT)+1; needs redis-server
 run-global: wasm

@@ -233,16 +233,17 @@ func TestFilterBlock(t *testing.T) {
 }
 
 // TestExampleSpec keeps envoy/examples/gateway.yaml valid, with its three
-// backends, two rules and a refill a person can watch.
+// backends, two rules and a refill a person can watch, on loopback, with a
+// route prefix that does not catch neighbours (/api/, not /api: /apix).
 func TestExampleSpec(t *testing.T) {
 	s, err := envoy.ParseSpecFile("examples/gateway.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Listen.String() != "0.0.0.0:10000" || s.Admin.String() != "127.0.0.1:9901" {
+	if s.Listen.String() != "127.0.0.1:10000" || s.Admin.String() != "127.0.0.1:9901" {
 		t.Errorf("listen %s, admin %s", s.Listen, s.Admin)
 	}
-	if len(s.Routes) != 1 || len(s.Routes[0].Backends) != 3 {
+	if len(s.Routes) != 1 || len(s.Routes[0].Backends) != 3 || s.Routes[0].Prefix != "/api/" {
 		t.Errorf("routes: %+v", s.Routes)
 	}
 	y, err := envoy.BootstrapYAML(s)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -76,6 +77,9 @@ func StartGateway(ctx context.Context, spec *envoy.Spec, o Options) (*Gateway, e
 	if _, err := os.Stat(wasm); err != nil {
 		return nil, fmt.Errorf("the filter module is missing (run `make wasm`): %w", err)
 	}
+	if err := PortsInUse(spec, o.StartBackends); err != nil {
+		return nil, err
+	}
 	path, err := WriteBootstrap(spec, o.Dir)
 	if err != nil {
 		return nil, err
@@ -83,16 +87,10 @@ func StartGateway(ctx context.Context, spec *envoy.Spec, o Options) (*Gateway, e
 	g := &Gateway{
 		Spec: spec, Bootstrap: path, Dataplane: o.Dataplane, opts: o,
 		Listen: dialable(spec.Listen), Admin: dialable(spec.Admin),
-		Backends: map[string]*Process{}, Names: map[string]string{},
+		Backends: map[string]*Process{}, Order: BackendAddrs(spec), Names: map[string]string{},
 	}
-	for _, r := range spec.Routes {
-		for _, b := range r.Backends {
-			addr := b.Address().String()
-			if _, ok := g.Names[addr]; !ok {
-				g.Names[addr] = "b" + strconv.Itoa(len(g.Order)+1)
-				g.Order = append(g.Order, addr)
-			}
-		}
+	for i, addr := range g.Order {
+		g.Names[addr] = "b" + strconv.Itoa(i+1)
 	}
 	if o.StartBackends {
 		for _, addr := range g.Order {
@@ -115,6 +113,47 @@ func StartGateway(ctx context.Context, spec *envoy.Spec, o Options) (*Gateway, e
 		return nil, fmt.Errorf("%w\n--- %s log ---\n%s", err, g.Proxy.Name, log)
 	}
 	return g, nil
+}
+
+// BackendAddrs returns the backend addresses of spec, each once, in spec order: b1, b2, ...
+func BackendAddrs(spec *envoy.Spec) []string {
+	var out []string
+	for _, r := range spec.Routes {
+		for _, b := range r.Backends {
+			if addr := b.Address().String(); !slices.Contains(out, addr) {
+				out = append(out, addr)
+			}
+		}
+	}
+	return out
+}
+
+// PortsInUse reports, in one error, each address of spec that cannot be bound now: the
+// listener, the admin and, when backends is true, the sample backends' (b1, b2, ...). It
+// binds each one for a moment and leaves nothing bound.
+func PortsInUse(spec *envoy.Spec, backends bool) error {
+	type named struct{ name, addr string }
+	addrs := []named{{"listener", spec.Listen.String()}, {"admin", spec.Admin.String()}}
+	if backends {
+		for i, a := range BackendAddrs(spec) {
+			addrs = append(addrs, named{"backend b" + strconv.Itoa(i+1), a})
+		}
+	}
+	var busy []error
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			busy = append(busy, fmt.Errorf("%s %s: %w", a.name, a.addr, err))
+			continue
+		}
+		if err := l.Close(); err != nil {
+			busy = append(busy, fmt.Errorf("%s %s: %w", a.name, a.addr, err))
+		}
+	}
+	if len(busy) > 0 {
+		return fmt.Errorf("ports not free (another gateway running?):\n%w", errors.Join(busy...))
+	}
+	return nil
 }
 
 // StartBackend (re)starts the sample backend at addr.

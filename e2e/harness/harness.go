@@ -11,6 +11,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -147,6 +150,9 @@ type Process struct {
 	out  *syncBuffer
 	done chan struct{}
 	err  error // set when done is closed
+	// serviceNode is the data plane's --service-node, a token of this run: its admin
+	// /server_info shows it, which proves that this process is the one answering.
+	serviceNode string
 }
 
 type syncBuffer struct {
@@ -235,16 +241,15 @@ func (p *Process) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
-// StartBackend starts a sample backend on addr and waits until it accepts connections.
+// StartBackend starts a sample backend on addr and waits until it says it is listening (a
+// connection alone could reach another process on that port).
 func StartBackend(ctx context.Context, t Tools, addr, name string, tee io.Writer) (*Process, error) {
 	p, err := Start("backend "+name, tee, t.Backend, "-addr", addr, "-name", name)
 	if err != nil {
 		return nil, err
 	}
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
+		if strings.Contains(p.Log(), "listening on ") {
 			return p, nil
 		}
 		select {
@@ -259,28 +264,44 @@ func StartBackend(ctx context.Context, t Tools, addr, name string, tee io.Writer
 }
 
 // StartDataplane starts d on a bootstrap file with the given worker count (0: the data
-// plane's default).
+// plane's default). Its --service-node is a fresh token, which WaitReady checks.
 func StartDataplane(d Dataplane, bootstrap string, concurrency int, tee io.Writer) (*Process, error) {
-	args := []string{"-c", bootstrap, "--log-level", "info"}
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it panics instead)
+	token := "gateway-" + hex.EncodeToString(b[:])
+	args := []string{"-c", bootstrap, "--log-level", "info", "--service-node", token}
 	if concurrency > 0 {
 		args = append(args, "--concurrency", strconv.Itoa(concurrency))
 	}
 	if d.Kind == KindEnvoy {
 		args = append(args, "--disable-hot-restart")
 	}
-	return Start(d.Kind, tee, d.Bin, args...)
+	p, err := Start(d.Kind, tee, d.Bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	p.serviceNode = token
+	return p, nil
 }
 
-// WaitReady polls the admin /ready until it answers 200, the process exits or ctx ends.
+// WaitReady polls the admin /ready until it answers 200, the process exits or ctx ends. For a
+// data plane from StartDataplane it first checks, in /server_info, that the admin answering is
+// that process's (its --service-node), not another one's on the same port.
 func WaitReady(ctx context.Context, admin string, p *Process) error {
 	c := &http.Client{Timeout: time.Second}
 	for {
-		resp, err := c.Get("http://" + admin + "/ready")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		node, err := serviceNode(c, admin)
+		switch {
+		case err != nil:
+		case p.serviceNode != "" && node != p.serviceNode:
+			return fmt.Errorf("http://%s answers for another process (service node %q, not %q): is another gateway running on that port?", admin, node, p.serviceNode)
+		default:
+			resp, err := c.Get("http://" + admin + "/ready")
+			if err == nil {
+				_, cerr := io.Copy(io.Discard, resp.Body)
+				if err := errors.Join(cerr, resp.Body.Close()); err == nil && resp.StatusCode == http.StatusOK {
+					return nil
+				}
 			}
 		}
 		select {
@@ -291,6 +312,24 @@ func WaitReady(ctx context.Context, admin string, p *Process) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// serviceNode returns the --service-node the data plane's admin reports in /server_info.
+func serviceNode(c *http.Client, admin string) (string, error) {
+	resp, err := c.Get("http://" + admin + "/server_info")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var info struct {
+		Options struct {
+			ServiceNode string `json:"service_node"`
+		} `json:"command_line_options"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		return "", fmt.Errorf("/server_info: %w", err)
+	}
+	return info.Options.ServiceNode, nil
 }
 
 // Stats reads the admin /stats ("name: value" lines) into a map. Histograms and other

@@ -1,11 +1,18 @@
 package harness
 
 import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/envoy"
 )
 
 func TestFindDataplane(t *testing.T) {
@@ -77,4 +84,62 @@ func TestProcessStop(t *testing.T) {
 		t.Fatal("not done after Stop")
 	}
 	p.Stop() // again: no effect
+}
+
+// TestWaitReadyProvesItsProcess: an admin that answers for another data plane (another
+// service node) is an error, not readiness; the process's own is.
+func TestWaitReadyProvesItsProcess(t *testing.T) {
+	node := "theirs"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/server_info":
+			fmt.Fprintf(w, `{"state":"LIVE","command_line_options":{"service_node":%q}}`, node)
+		case "/ready":
+			fmt.Fprintln(w, "LIVE")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	admin := strings.TrimPrefix(srv.URL, "http://")
+	p := &Process{Name: "sim", done: make(chan struct{}), serviceNode: "ours"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := WaitReady(ctx, admin, p); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("another process's admin: got %v", err)
+	}
+	node = "ours"
+	if err := WaitReady(ctx, admin, p); err != nil {
+		t.Fatalf("its own admin: %v", err)
+	}
+}
+
+// TestPortsInUse names every busy address of a spec, and only those.
+func TestPortsInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = busy.Close() }() // the test is over: a close error changes nothing
+	free, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint32(busy.Addr().(*net.TCPAddr).Port)
+	spec := &envoy.Spec{
+		Listen: envoy.Address{Host: "127.0.0.1", Port: uint32(free)},
+		Admin:  envoy.Address{Host: "127.0.0.1", Port: port},
+		Routes: []envoy.Route{{Backends: []envoy.Backend{{Host: "127.0.0.1", Port: port}}}},
+	}
+	err = PortsInUse(spec, true)
+	if err == nil || !strings.Contains(err.Error(), "admin 127.0.0.1:") || !strings.Contains(err.Error(), "backend b1 127.0.0.1:") || strings.Contains(err.Error(), "listener") {
+		t.Fatalf("got %v", err)
+	}
+	if err := PortsInUse(spec, false); err == nil || strings.Contains(err.Error(), "backend") {
+		t.Fatalf("without backends: got %v", err)
+	}
+	spec.Admin.Port = uint32(free)
+	if err := PortsInUse(spec, false); err != nil {
+		t.Fatalf("nothing busy: %v", err)
+	}
 }

@@ -89,7 +89,8 @@ func (s *Server) adminHandler() http.Handler {
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"version":              "envoysim (test and development stand-in for Envoy, not a production proxy)",
 			"state":                state,
-			"command_line_options": map[string]any{"concurrency": s.opts.Concurrency},
+			"command_line_options": map[string]any{"concurrency": s.opts.Concurrency, "service_node": s.opts.ServiceNode},
+			"node":                 map[string]any{"id": s.opts.ServiceNode},
 		})
 	})
 	mux.HandleFunc("/quitquitquit", func(w http.ResponseWriter, r *http.Request) {

@@ -239,6 +239,7 @@ func startServer(t *testing.T, cfg *Config, workers int, f *fakeFilter) *Server 
 		Concurrency: workers,
 		Filter:      f.factory(),
 		Logger:      slog.New(slog.NewTextHandler(testLogWriter{t}, nil)),
+		ServiceNode: "test-node",
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -306,6 +306,7 @@ func TestAdmin(t *testing.T) {
 		"/clusters":                bs[0].addr + "::health_flags::healthy",
 		"/":                        "NOT a production proxy",
 		"/stats?format=json":       `"name":"server.live","value":1`,
+		"/server_info":             `"service_node":"test-node"`,
 	} {
 		resp, err := http.Get("http://" + s.AdminAddr() + path)
 		if err != nil {

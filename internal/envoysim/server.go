@@ -30,6 +30,9 @@ type Options struct {
 	Filter FilterFactory
 	// Logger receives envoysim's log; nil logs to stderr.
 	Logger *slog.Logger
+	// ServiceNode is Envoy's --service-node (the node id; the bootstrap sets none). The admin
+	// /server_info shows it, so a launcher can tell its own process from another one.
+	ServiceNode string
 }
 
 // Server is a running envoysim: a listener with its filter chain and router, its clusters

@@ -1,6 +1,6 @@
 // Command envoysim runs the Envoy stand-in on a bootstrap, with Envoy's command-line flags:
 //
-//	envoysim -c bootstrap.yaml --concurrency 2 [--log-level info] [--log-path FILE]
+//	envoysim -c bootstrap.yaml --concurrency 2 [--log-level info] [--log-path FILE] [--service-node ID]
 //
 // It is a test and development tool, NOT a production proxy: production is Envoy or Istio.
 // --disable-hot-restart and --base-id are accepted, and ignored, so that scripts written for
@@ -37,10 +37,11 @@ func run(args []string, stderr io.Writer) int {
 	concurrency := fs.Int("concurrency", 0, "worker threads; 0 means one per CPU, like Envoy")
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warning, error, critical or off")
 	logPath := fs.String("log-path", "", "write the log to this file instead of stderr")
+	serviceNode := fs.String("service-node", "", "the node id, shown in the admin /server_info (Envoy's --service-node)")
 	fs.Bool("disable-hot-restart", false, "accepted for Envoy compatibility; no effect")
 	fs.Int("base-id", 0, "accepted for Envoy compatibility; no effect")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: envoysim -c bootstrap.yaml [--concurrency N] [--log-level LEVEL] [--log-path FILE]")
+		fmt.Fprintln(stderr, "usage: envoysim -c bootstrap.yaml [--concurrency N] [--log-level LEVEL] [--log-path FILE] [--service-node ID]")
 		fmt.Fprintln(stderr, envoysim.Banner)
 		fs.PrintDefaults()
 	}
@@ -88,6 +89,7 @@ func run(args []string, stderr io.Writer) int {
 		Concurrency: *concurrency,
 		Filter:      envoysim.WasmFilter(log),
 		Logger:      log,
+		ServiceNode: *serviceNode,
 	})
 	if err != nil {
 		log.Error("start-up failed", "err", err)
