@@ -267,3 +267,47 @@ func TestGlobalShadowNeverRefuses(t *testing.T) {
 		t.Fatalf("%d calls", f.count())
 	}
 }
+
+// TestGlobalConcurrentWaits: many requests wait on one VM at once, their
+// answers arriving in any order; each is resumed with its own verdict.
+func TestGlobalConcurrentWaits(t *testing.T) {
+	f := &fakeRLS{decide: func(req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, uint32) {
+		time.Sleep(time.Duration(len(req.Descriptors[0].Entries[1].Value)%5) * time.Millisecond)
+		if strings.HasPrefix(req.Descriptors[0].Entries[1].Value, "deny") {
+			return overAnswer(req)
+		}
+		return okAnswer(req)
+	}}
+	g := startGlobal(t, f, "1000000", `,"timeout":"5s"`)
+	vm := g.Worker(0)
+	const n = 64
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := "ok-" + strings.Repeat("k", i)
+			if i%4 == 0 {
+				key = "deny-" + strings.Repeat("k", i)
+			}
+			statuses[i] = g.serve(vm, get("10.0.0.1:5000", "/api/x", "x-api-key", key)).Status
+		}()
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		want := 200
+		if i%4 == 0 {
+			want = 429
+		}
+		if st != want {
+			t.Errorf("request %d: status %d, want %d", i, st, want)
+		}
+	}
+	if got := counter(t, g, "tokengate.fleet.rls_ok") + counter(t, g, "tokengate.fleet.rls_over_limit"); got != n || f.count() != n {
+		t.Errorf("%d answers counted, %d calls, want %d", got, f.count(), n)
+	}
+	if vm.GrpcInFlight() != 0 {
+		t.Errorf("%d calls left in flight", vm.GrpcInFlight())
+	}
+}
