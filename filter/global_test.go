@@ -311,3 +311,44 @@ func TestGlobalConcurrentWaits(t *testing.T) {
 		t.Errorf("%d calls left in flight", vm.GrpcInFlight())
 	}
 }
+
+// TestNoGuestAllocationGlobal: like TestNoGuestAllocationPerRequest, for the
+// global tier once warm: a call and its answer per request, and refusals
+// from the denial cache, make the VM's Go runtime collect nothing.
+func TestNoGuestAllocationGlobal(t *testing.T) {
+	for name, decide := range map[string]func(*rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, uint32){
+		"answered": okAnswer,
+		"cached":   overFor(1000 * time.Hour),
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeRLS{decide: decide}
+			cfg := strings.NewReplacer("%LOCAL%", "9000000000000000000", "%RLS%", "").Replace(globalRules)
+			g := start(t, cfg, func(c *wasmhost.PluginConfig) {
+				c.Grpc = f
+				c.Env = map[string]string{"GODEBUG": "gctrace=1", "GOGC": "1"}
+			})
+			vm := g.Worker(0)
+			serve := func() {
+				vm.Serve(wasmhost.StreamInfo{SourceAddress: "10.0.0.1:5000"}, wasmhost.Request{Headers: wasmhost.Headers{
+					{":method", "GET"}, {":path", "/api/items"}, {":authority", "api.example.com"}, {"x-api-key", "k"}}}, upstreamOK)
+			}
+			cycles := func() int { return strings.Count(g.log.String(), "] gc ") }
+			if cycles() == 0 {
+				t.Fatal("no GC cycle reported at start-up: the trace does not reach the log, the test proves nothing")
+			}
+			for range 100 { // warm: buffers reach their size
+				serve()
+			}
+			warm := cycles()
+			for range 10_000 {
+				serve()
+			}
+			if n := cycles() - warm; n != 0 {
+				t.Fatalf("%d GC cycles during 10,000 requests: the global tier allocates", n)
+			}
+			if name == "cached" && f.count() != 1 {
+				t.Fatalf("%d calls: refusals did not come from the cache", f.count())
+			}
+		})
+	}
+}
