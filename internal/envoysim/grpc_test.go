@@ -3,6 +3,7 @@ package envoysim
 import (
 	"context"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -45,16 +46,60 @@ func (r *testRLS) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 
 func startRLS(t *testing.T) (*testRLS, int) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	rls, port, _ := serveRLS(t, "127.0.0.1:0")
+	return rls, port
+}
+
+// serveRLS serves a testRLS on addr until the test ends or stop is called.
+func serveRLS(t *testing.T, addr string) (rls *testRLS, port int, stop func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	rls := &testRLS{authority: make(chan string, 8)}
+	rls = &testRLS{authority: make(chan string, 8)}
 	rlsv3.RegisterRateLimitServiceServer(srv, rls)
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)
-	return rls, l.Addr().(*net.TCPAddr).Port
+	return rls, l.Addr().(*net.TCPAddr).Port, srv.Stop
+}
+
+// TestGrpcReconnect: calls to a service that went away fail with UNAVAILABLE, and
+// succeed again within a fraction of a second of its return, however long it was gone
+// (like Envoy's connection pool, not gRPC-Go's growing back-off).
+func TestGrpcReconnect(t *testing.T) {
+	_, port, stop := serveRLS(t, "127.0.0.1:0")
+	cfg := fixture(t)
+	cfg.Clusters = append(cfg.Clusters,
+		ClusterConfig{Name: "ratelimit", Endpoints: []Endpoint{{Host: "127.0.0.1", Port: port}}, ConnectTimeout: time.Second})
+	s := startServer(t, cfg, 1, newFakeFilter())
+	call := func() uint32 {
+		msg, _ := proto.Marshal(&rlsv3.RateLimitRequest{Domain: "d"})
+		got := make(chan wasmhost.GrpcReply, 1)
+		s.grpc.Start(wasmhost.GrpcCall{Cluster: "ratelimit", Service: "envoy.service.ratelimit.v3.RateLimitService",
+			Method: "ShouldRateLimit", Message: msg, Timeout: time.Second}, func(r wasmhost.GrpcReply) { got <- r })
+		return (<-got).Status
+	}
+	if st := call(); st != 0 {
+		t.Fatalf("first call: status %d", st)
+	}
+	stop()
+	// Gone for 3s with calls failing meanwhile: gRPC-Go's default back-off would now be
+	// several seconds.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if st := call(); st != 14 {
+			t.Fatalf("call to a stopped service: status %d, want 14 (UNAVAILABLE)", st)
+		}
+	}
+	serveRLS(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	back := time.Now()
+	for call() != 0 {
+		if time.Since(back) > 500*time.Millisecond {
+			t.Fatalf("calls still fail %v after the service is back", time.Since(back))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestGrpcTransport: the wasm filter's calls reach a real gRPC server through the
