@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -159,8 +160,10 @@ func send(c *http.Client, url string, hdr ...string) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
 	return reply{resp.StatusCode, resp.Header, string(b)}, err
 }
 
@@ -352,17 +355,17 @@ func (l *load) end() []string {
 
 func backendRequests(t *testing.T, addr string) int64 {
 	t.Helper()
-	var v struct{ Requests int64 }
-	resp, err := http.Get("http://" + addr + "/admin/stats")
+	var v struct {
+		Requests *int64 `json:"requests"`
+	}
+	r, err := send(http.DefaultClient, "http://"+addr+"/admin/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if _, err := fmt.Sscanf(string(b[strings.Index(string(b), `"requests":`)+len(`"requests":`):]), "%d", &v.Requests); err != nil {
-		t.Fatalf("backend stats %q: %v", b, err)
+	if err := json.Unmarshal([]byte(r.body), &v); err != nil || v.Requests == nil || r.status != 200 {
+		t.Fatalf("backend stats: %d %q: %v", r.status, r.body, err)
 	}
-	return v.Requests
+	return *v.Requests
 }
 
 func post(t *testing.T, url string) {
@@ -371,7 +374,12 @@ func post(t *testing.T, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if resp.StatusCode != 200 {
 		t.Fatalf("POST %s: %s", url, resp.Status)
 	}
@@ -497,7 +505,10 @@ func TestBadConfiguration(t *testing.T) {
 		t.Fatalf("gateway with a bad spec: %v, output:\n%s", err, out)
 	}
 	t.Logf("gateway output:\n%s", out)
-	spec, _ := envoy.ParseSpec([]byte(specDoc(t, 1, 1, generous)))
+	spec, err := envoy.ParseSpec([]byte(specDoc(t, 1, 1, generous)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "envoy.yaml")); err == nil {
 		t.Errorf("a bootstrap was written for a bad spec")
 	}
@@ -508,7 +519,10 @@ func TestBadConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	y, _ := os.ReadFile(bpath)
+	y, err := os.ReadFile(bpath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	doc := strings.Replace(string(y), `"capacity":100000`, `"capacity":0`, 1)
 	if doc == string(y) {
 		t.Fatalf("bootstrap has no capacity to break:\n%s", y)
@@ -549,8 +563,13 @@ func TestForwarding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{
 		`"method": "POST"`, `"path": "/v1/users/7?q=a%20b"`, `"X-Forwarded-For": "127.0.0.4"`,
 		`"X-Api-Key": "k"`, `"body_bytes": 12`, `"served_by": "b1"`,

@@ -136,7 +136,7 @@ func (b *backend) adminStats(w http.ResponseWriter, r *http.Request) {
 	errAnswers := b.errAnswers
 	b.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{
+	_ = json.NewEncoder(w).Encode(map[string]any{ // a failed write means the client left
 		"name": b.name, "requests": b.requests.Load(), "health_checks": b.healthCalls.Load(),
 		"forced_errors": errAnswers, "failing_health": b.failHealth.Load(),
 	})
@@ -158,7 +158,11 @@ func (b *backend) forced() int {
 
 func (b *backend) echo(w http.ResponseWriter, r *http.Request) {
 	b.requests.Add(1)
-	n, _ := io.Copy(io.Discard, r.Body)
+	n, err := io.Copy(io.Discard, r.Body)
+	if err != nil {
+		http.Error(w, "reading the body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	q := r.URL.Query()
 	if d := q.Get("delay"); d != "" {
 		dur, err := time.ParseDuration(d)
@@ -194,7 +198,7 @@ func (b *backend) echo(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(e)
+	_ = enc.Encode(e) // a failed write means the client left
 }
 
 func main() {
@@ -215,7 +219,9 @@ func main() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Printf("shutdown: %v", err)
+		}
 	}()
 	log.Printf("listening on %s", l.Addr())
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

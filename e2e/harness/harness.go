@@ -139,8 +139,8 @@ func FreePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port := l.Addr().(*net.TCPAddr).Port
+	return port, l.Close()
 }
 
 // Process is a child process with its output kept for when something fails.
@@ -165,7 +165,7 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.tee != nil {
-		_, _ = b.tee.Write(p)
+		_, _ = b.tee.Write(p) // the tee is a copy (a log file): the kept output is what counts
 	}
 	return b.buf.Write(p)
 }
@@ -238,7 +238,7 @@ func (p *Process) signal(sig syscall.Signal) {
 		return
 	default:
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	_ = syscall.Kill(-p.cmd.Process.Pid, sig) // fails only when the group is already gone
 }
 
 // StartBackend starts a sample backend on addr and waits until it says it is listening (a

@@ -43,7 +43,7 @@ func flowServer(t *testing.T) (*Server, []*testBackend) {
 	bs := startBackends(t, 2)
 	cfg := fixture(t)
 	uc := cfg.cluster("users")
-	uc.Endpoints = endpoints(bs)
+	uc.Endpoints = endpoints(t, bs)
 	fastHealth(uc)
 	uc.Outlier = nil
 	return startServer(t, cfg, 1, newFakeFilter()), bs

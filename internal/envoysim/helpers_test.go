@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -163,7 +164,11 @@ func startBackends(t *testing.T, n int) []*testBackend {
 			w.Header().Set("X-Path", r.URL.RequestURI())
 			w.Header().Set("X-Fwd", r.Header.Get("X-Forwarded-For"))
 			w.Header().Set("X-Host", r.Host)
-			body, _ := io.ReadAll(r.Body)
+			body, err := io.ReadAll(r.Body)
+			if err != nil { // envoysim reset the request (a test refused it mid-body)
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
 			if s := b.status.Load(); s != 0 {
 				w.WriteHeader(int(s))
 			}
@@ -176,11 +181,18 @@ func startBackends(t *testing.T, n int) []*testBackend {
 	return bs
 }
 
-func endpoints(bs []*testBackend) []Endpoint {
+func endpoints(t *testing.T, bs []*testBackend) []Endpoint {
+	t.Helper()
 	var es []Endpoint
 	for _, b := range bs {
-		host, port, _ := strings.Cut(b.addr, ":")
-		p, _ := strconv.Atoi(port)
+		host, port, err := net.SplitHostPort(b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			t.Fatal(err)
+		}
 		es = append(es, Endpoint{Host: host, Port: p})
 	}
 	return es
@@ -250,7 +262,9 @@ func startServer(t *testing.T, cfg *Config, workers int, f *fakeFilter) *Server 
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = s.Shutdown(ctx)
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
 	})
 	select {
 	case <-s.Ready():
@@ -274,8 +288,13 @@ func get(t *testing.T, c *http.Client, s *Server, path string, hdr ...string) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return resp, string(b)
 }
 
@@ -286,7 +305,11 @@ func statsOf(t *testing.T, s *Server) map[string]int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	m := map[string]int64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -299,6 +322,9 @@ func statsOf(t *testing.T, s *Server) map[string]int64 {
 			t.Fatalf("stats line %q", sc.Text())
 		}
 		m[name] = n
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return m
 }

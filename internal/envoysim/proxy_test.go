@@ -14,7 +14,7 @@ func TestRoundRobinAndForwarding(t *testing.T) {
 	bs := startBackends(t, 3)
 	cfg := fixture(t)
 	uc := cfg.cluster("users")
-	uc.Endpoints = endpoints(bs)
+	uc.Endpoints = endpoints(t, bs)
 	fastHealth(uc)
 	s := startServer(t, cfg, 2, newFakeFilter())
 	c := &http.Client{}
@@ -56,9 +56,9 @@ func TestRoundRobinAndForwarding(t *testing.T) {
 func TestRoutesAndLocalReplies(t *testing.T) {
 	bs := startBackends(t, 1)
 	cfg := fixture(t)
-	cfg.cluster("users").Endpoints = endpoints(bs)
+	cfg.cluster("users").Endpoints = endpoints(t, bs)
 	fastHealth(cfg.cluster("users"))
-	cfg.cluster("api").Endpoints = endpoints(bs)
+	cfg.cluster("api").Endpoints = endpoints(t, bs)
 	cfg.cluster("api").DNS = false
 	s := startServer(t, cfg, 1, newFakeFilter())
 	c := &http.Client{}
@@ -87,22 +87,16 @@ func TestRoutesAndLocalReplies(t *testing.T) {
 		t.Errorf("route after filter: %d %v", resp.StatusCode, resp.Header)
 	}
 	// POST bodies are forwarded.
-	r, err := c.Post("http://"+s.ListenAddr()+"/api/users", "text/plain", strings.NewReader("hello"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 64)
-	n, _ := r.Body.Read(b)
-	r.Body.Close()
-	if r.StatusCode != 200 || string(b[:n]) != "b1 POST hello" {
-		t.Errorf("POST: %d %q", r.StatusCode, b[:n])
+	r, b := post(t, s, "/api/users", []byte("hello"))
+	if r.StatusCode != 200 || string(b) != "b1 POST hello" {
+		t.Errorf("POST: %d %q", r.StatusCode, b)
 	}
 }
 
 func TestWorkersPinnedPerConnection(t *testing.T) {
 	bs := startBackends(t, 1)
 	cfg := fixture(t)
-	cfg.cluster("users").Endpoints = endpoints(bs)
+	cfg.cluster("users").Endpoints = endpoints(t, bs)
 	fastHealth(cfg.cluster("users"))
 	f := newFakeFilter()
 	s := startServer(t, cfg, 4, f)
@@ -130,7 +124,7 @@ func TestHealthTransitions(t *testing.T) {
 	bs := startBackends(t, 3)
 	cfg := fixture(t)
 	uc := cfg.cluster("users")
-	uc.Endpoints = endpoints(bs)
+	uc.Endpoints = endpoints(t, bs)
 	fastHealth(uc)
 	uc.HealthCheck.HealthyThreshold = 2
 	bs[2].healthy.Store(false) // down from the start: never healthy
@@ -174,7 +168,7 @@ func TestPanicMode(t *testing.T) {
 	bs := startBackends(t, 2)
 	cfg := fixture(t)
 	uc := cfg.cluster("users")
-	uc.Endpoints = endpoints(bs)
+	uc.Endpoints = endpoints(t, bs)
 	fastHealth(uc)
 	uc.PanicThreshold = 50
 	for _, b := range bs {
@@ -195,7 +189,7 @@ func TestRetriesOnAnotherHost(t *testing.T) {
 	bs := startBackends(t, 3)
 	cfg := fixture(t)
 	uc := cfg.cluster("users")
-	uc.Endpoints = endpoints(bs)
+	uc.Endpoints = endpoints(t, bs)
 	uc.HealthCheck = nil
 	uc.Outlier = nil
 	// A dead endpoint: connection refused.
@@ -204,7 +198,9 @@ func TestRetriesOnAnotherHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := l.Addr().(*net.TCPAddr)
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	uc.Endpoints = append(uc.Endpoints, Endpoint{Host: "127.0.0.1", Port: dead.Port})
 	bs[0].status.Store(503)
 	s := startServer(t, cfg, 1, newFakeFilter())
@@ -236,7 +232,7 @@ func TestTimeouts(t *testing.T) {
 	bs := startBackends(t, 1)
 	cfg := fixture(t)
 	uc := cfg.cluster("users")
-	uc.Endpoints = endpoints(bs)
+	uc.Endpoints = endpoints(t, bs)
 	fastHealth(uc)
 	r := cfg.route("users")
 	r.Timeout = 150 * time.Millisecond
@@ -256,7 +252,7 @@ func TestOutlierEjection(t *testing.T) {
 	bs := startBackends(t, 2)
 	cfg := fixture(t)
 	uc := cfg.cluster("users")
-	uc.Endpoints = endpoints(bs)
+	uc.Endpoints = endpoints(t, bs)
 	fastHealth(uc)
 	uc.Outlier.Interval = 50 * time.Millisecond
 	uc.Outlier.BaseEjectionTime = 300 * time.Millisecond
@@ -296,7 +292,7 @@ func TestBadFilterConfig(t *testing.T) {
 func TestAdmin(t *testing.T) {
 	bs := startBackends(t, 1)
 	cfg := fixture(t)
-	cfg.cluster("users").Endpoints = endpoints(bs)
+	cfg.cluster("users").Endpoints = endpoints(t, bs)
 	fastHealth(cfg.cluster("users"))
 	s := startServer(t, cfg, 1, newFakeFilter())
 	for path, want := range map[string]string{
@@ -312,18 +308,24 @@ func TestAdmin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := make([]byte, 1<<16)
-		n, _ := io.ReadFull(resp.Body, b)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(b[:n]), want) {
-			t.Errorf("%s: %d %q, want %q", path, resp.StatusCode, b[:n], want)
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("%s: %d %q, want %q", path, resp.StatusCode, b, want)
 		}
 	}
 	resp, err := http.Post("http://"+s.AdminAddr()+"/quitquitquit", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-s.Quit():
 	case <-time.After(time.Second):
@@ -334,10 +336,10 @@ func TestAdmin(t *testing.T) {
 func TestStrictDNS(t *testing.T) {
 	bs := startBackends(t, 1)
 	cfg := fixture(t)
-	cfg.cluster("users").Endpoints = endpoints(bs)
+	cfg.cluster("users").Endpoints = endpoints(t, bs)
 	fastHealth(cfg.cluster("users"))
 	ac := cfg.cluster("api") // STRICT_DNS, V4_ONLY, "localhost"
-	ac.Endpoints[0].Port = endpoints(bs)[0].Port
+	ac.Endpoints[0].Port = endpoints(t, bs)[0].Port
 	s := startServer(t, cfg, 1, newFakeFilter())
 	if resp, body := get(t, c0(), s, "/api/things"); resp.StatusCode != 200 || resp.Header.Get("X-Served-By") != "b1" {
 		t.Fatalf("localhost, resolved: %d %q", resp.StatusCode, body)
@@ -353,7 +355,7 @@ func TestHealthThresholds(t *testing.T) {
 	bs := startBackends(t, 2)
 	cfg := fixture(t)
 	uc := cfg.cluster("users")
-	uc.Endpoints = endpoints(bs)
+	uc.Endpoints = endpoints(t, bs)
 	fastHealth(uc)
 	uc.HealthCheck.UnhealthyThreshold = 1000
 	s := startServer(t, cfg, 1, newFakeFilter())
@@ -373,7 +375,7 @@ func TestHealthThresholds(t *testing.T) {
 func TestPathForwardedVerbatim(t *testing.T) {
 	bs := startBackends(t, 1)
 	cfg := fixture(t)
-	cfg.cluster("users").Endpoints = endpoints(bs)
+	cfg.cluster("users").Endpoints = endpoints(t, bs)
 	fastHealth(cfg.cluster("users"))
 	cfg.route("users").HasRewrite = false
 	s := startServer(t, cfg, 1, newFakeFilter())
