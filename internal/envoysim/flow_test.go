@@ -46,6 +46,8 @@ func flowServer(t *testing.T) (*Server, []*testBackend) {
 	uc.Endpoints = endpoints(t, bs)
 	fastHealth(uc)
 	uc.Outlier = nil
+	// The fixture's 2 s route timeout is short for a loaded test machine.
+	cfg.route("users").Timeout = 30 * time.Second
 	return startServer(t, cfg, 1, newFakeFilter()), bs
 }
 
@@ -246,7 +248,7 @@ func manyHeaders(n int) []string {
 func TestHTTP2Defaults(t *testing.T) {
 	s, bs := flowServer(t)
 	for _, b := range bs {
-		b.delay.Store(int64(300 * time.Millisecond))
+		b.delay.Store(int64(100 * time.Millisecond)) // holds every stream open at once
 	}
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
