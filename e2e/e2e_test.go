@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -224,6 +225,7 @@ func TestRateLimitPerIP(t *testing.T) {
 	if r.status != http.StatusTooManyRequests {
 		t.Fatalf("request 6 of the burst of 5: got %d, want 429", r.status)
 	}
+	deniedUpload(t, g.Listen, "127.0.0.2")
 	retry, err := strconv.Atoi(r.header.Get("Retry-After"))
 	if err != nil || retry < 1 || retry > 2 {
 		t.Errorf("Retry-After %q: want 1 or 2 seconds", r.header.Get("Retry-After"))
@@ -240,9 +242,38 @@ func TestRateLimitPerIP(t *testing.T) {
 	}
 	expectStats(t, g, map[string]int64{
 		"wasmcustom.tokengate.per-ip.allowed": 7,
-		"wasmcustom.tokengate.per-ip.limited": 1,
+		"wasmcustom.tokengate.per-ip.limited": 2,
 		"cluster.api.upstream_rq_total":       7,
 	})
+}
+
+// deniedUpload sends, from a client IP whose budget is spent, the headers of a POST whose
+// body never comes: the refusal must come at once, decided on the headers, not after the body
+// (which would be never).
+func deniedUpload(t *testing.T, listen, from string) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 2 * time.Second}
+	c, err := d.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }() // the request is over: a close error changes nothing
+	if err := c.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "POST /api/upload HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000000\r\n\r\nfirst bytes"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("a denied upload got no answer before its body: %v", err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a denied upload: got %d, want 429", resp.StatusCode)
+	}
 }
 
 func TestRateLimitPerAPIKeyAndShadow(t *testing.T) {
