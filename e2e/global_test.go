@@ -86,16 +86,24 @@ func (g *globalService) ask(t *testing.T, domain string, entries ...[2]string) s
 	for _, e := range entries {
 		es = append(es, entry{e[0], e[1]})
 	}
-	body, _ := json.Marshal(map[string]any{
+	body, err := json.Marshal(map[string]any{
 		"domain":      domain,
 		"descriptors": []any{map[string]any{"entries": es}},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.Post("http://"+g.rls.HTTP+"/json", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	var r struct {
 		OverallCode string `json:"overallCode"`
 	}

@@ -46,7 +46,7 @@ func (r *testRLS) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 
 func startRLS(t *testing.T) (*testRLS, int) {
 	t.Helper()
-	rls, port, _ := serveRLS(t, "127.0.0.1:0")
+	rls, port, _ := serveRLS(t, "127.0.0.1:0") // stopped at the test's end
 	return rls, port
 }
 
@@ -60,7 +60,11 @@ func serveRLS(t *testing.T, addr string) (rls *testRLS, port int, stop func()) {
 	srv := grpc.NewServer()
 	rls = &testRLS{authority: make(chan string, 8)}
 	rlsv3.RegisterRateLimitServiceServer(srv, rls)
-	go func() { _ = srv.Serve(l) }()
+	go func() {
+		if err := srv.Serve(l); err != nil {
+			t.Errorf("rate limit service: %v", err)
+		}
+	}()
 	t.Cleanup(srv.Stop)
 	return rls, l.Addr().(*net.TCPAddr).Port, srv.Stop
 }
@@ -75,7 +79,10 @@ func TestGrpcReconnect(t *testing.T) {
 		ClusterConfig{Name: "ratelimit", Endpoints: []Endpoint{{Host: "127.0.0.1", Port: port}}, ConnectTimeout: time.Second})
 	s := startServer(t, cfg, 1, newFakeFilter())
 	call := func() uint32 {
-		msg, _ := proto.Marshal(&rlsv3.RateLimitRequest{Domain: "d"})
+		msg, err := proto.Marshal(&rlsv3.RateLimitRequest{Domain: "d"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		got := make(chan wasmhost.GrpcReply, 1)
 		s.grpc.Start(wasmhost.GrpcCall{Cluster: "ratelimit", Service: "envoy.service.ratelimit.v3.RateLimitService",
 			Method: "ShouldRateLimit", Message: msg, Timeout: time.Second}, func(r wasmhost.GrpcReply) { got <- r })
@@ -116,8 +123,11 @@ func TestGrpcTransport(t *testing.T) {
 		t.Fatal("HasCluster")
 	}
 	call := func(cluster, domain string, timeout time.Duration) wasmhost.GrpcReply {
-		msg, _ := proto.Marshal(&rlsv3.RateLimitRequest{Domain: domain, Descriptors: []*commonv3.RateLimitDescriptor{
+		msg, err := proto.Marshal(&rlsv3.RateLimitRequest{Domain: domain, Descriptors: []*commonv3.RateLimitDescriptor{
 			{Entries: []*commonv3.RateLimitDescriptor_Entry{{Key: "rule", Value: "r"}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
 		got := make(chan wasmhost.GrpcReply, 1)
 		g.Start(wasmhost.GrpcCall{Cluster: cluster, Authority: "rls.test", Service: "envoy.service.ratelimit.v3.RateLimitService",
 			Method: "ShouldRateLimit", Message: msg, Timeout: timeout}, func(r wasmhost.GrpcReply) { got <- r })
@@ -164,6 +174,8 @@ func closedPort(t *testing.T) int {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return port
 }
