@@ -48,6 +48,9 @@ type WasmConfig struct {
 	FailurePolicy      wasmv3.FailurePolicy // FAIL_CLOSED, FAIL_OPEN or FAIL_RELOAD
 	// Grpc carries the filter's gRPC calls to the bootstrap's clusters; the Server sets it.
 	Grpc wasmhost.GrpcTransport
+	// NodeID is the xds.node.id property: Options.ServiceNode, as Envoy's --service-node
+	// sets it (the bootstrap has no node). The Server sets it.
+	NodeID string
 }
 
 // VirtualHost is the set of routes for every domain ("*").

@@ -31,6 +31,7 @@ type fakeFilter struct {
 	allowed atomic.Int64
 	denied  atomic.Int64
 	closed  atomic.Bool
+	nodeID  string // the WasmConfig's, set by the factory before any stream
 }
 
 func newFakeFilter() *fakeFilter { return &fakeFilter{workers: map[uint64]int{}} }
@@ -40,6 +41,7 @@ func (f *fakeFilter) factory() FilterFactory {
 		if strings.Contains(string(cfg.Configuration), "bad") {
 			return nil, errors.New("canary failed: bad configuration")
 		}
+		f.nodeID = cfg.NodeID
 		return f, nil
 	}
 }

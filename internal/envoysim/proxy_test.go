@@ -294,7 +294,11 @@ func TestAdmin(t *testing.T) {
 	cfg := fixture(t)
 	cfg.cluster("users").Endpoints = endpoints(t, bs)
 	fastHealth(cfg.cluster("users"))
-	s := startServer(t, cfg, 1, newFakeFilter())
+	f := newFakeFilter()
+	s := startServer(t, cfg, 1, f)
+	if f.nodeID != "test-node" {
+		t.Errorf("the filter's xds.node.id is %q, want the --service-node test-node", f.nodeID)
+	}
 	for path, want := range map[string]string{
 		"/ready":                   "LIVE",
 		"/stats?filter=membership": "cluster.users.membership_healthy: 1",

@@ -93,6 +93,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		}
 		wc := *cfg.Wasm
 		wc.Grpc = s.grpc
+		wc.NodeID = opts.ServiceNode
 		f, err := factory(ctx, wc, opts.Concurrency)
 		if err != nil {
 			return nil, fmt.Errorf("envoysim: wasm filter %q: %w", cfg.Wasm.Name, err)

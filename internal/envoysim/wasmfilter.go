@@ -46,6 +46,7 @@ func WasmFilter(log *slog.Logger) FilterFactory {
 			Clock:         wasmhost.SystemClock(),
 			Shared:        wasmhost.NewSharedData(),
 			Grpc:          cfg.Grpc,
+			NodeID:        cfg.NodeID,
 			Log: func(level wasmhost.LogLevel, vm, msg string) {
 				log.Log(context.Background(), slogLevel(level), "wasm log "+cfg.Name+": "+msg, "vm", vm)
 			},
