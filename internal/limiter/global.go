@@ -1,7 +1,6 @@
 package limiter
 
 import (
-	"net/netip"
 	"unicode/utf8"
 
 	"github.com/tokengate/tokengate/internal/config"
@@ -165,7 +164,7 @@ func (g *Global) appendDescriptor(ri int, req Request) {
 		switch part.Kind {
 		case config.KeyRemoteAddress:
 			if ip, ok := clientIP(req, l.cfg.TrustedHops); ok {
-				g.val = netip.AddrFrom16(ip).Unmap().AppendTo(g.val)
+				g.val = appendAddr(g.val, ip)
 			}
 		case config.KeyHeader:
 			v, _ := req.Header(part.Header)

@@ -2,7 +2,6 @@ package limiter
 
 import (
 	"bytes"
-	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -43,75 +42,6 @@ func clientIP(req Request, trustedHops int) (ip [16]byte, ok bool) {
 		}
 	}
 	return peer, peerOK
-}
-
-// parseHostPort reads "ip:port", "[ipv6]:port" or a bare address into ip,
-// IPv4 in its IPv4-mapped form.
-func parseHostPort(b []byte, ip *[16]byte) bool {
-	if parseIPv4Port(b, ip) {
-		return true
-	}
-	s := bytesToString(b)
-	var a netip.Addr
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		a = ap.Addr()
-	} else if a, err = netip.ParseAddr(s); err != nil {
-		return false
-	}
-	*ip = a.Unmap().As16()
-	return true
-}
-
-// parseIPv4Port is the fast path for the common "a.b.c.d:port" and
-// "a.b.c.d": strict dotted decimal, no leading zeros, as net/netip accepts.
-func parseIPv4Port(b []byte, ip *[16]byte) bool {
-	var v4 [4]byte
-	field, digits, val := 0, 0, 0
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case '0' <= c && c <= '9':
-			if digits == 1 && val == 0 {
-				return false // leading zero
-			}
-			val = val*10 + int(c-'0')
-			digits++
-			if val > 255 {
-				return false
-			}
-		case c == '.' && digits > 0 && field < 3:
-			v4[field] = byte(val)
-			field, digits, val = field+1, 0, 0
-		case c == ':' && digits > 0 && field == 3:
-			if !validPort(b[i+1:]) {
-				return false
-			}
-			field = 4
-			i = len(b)
-		default:
-			return false
-		}
-	}
-	if field < 3 || digits == 0 {
-		return false
-	}
-	v4[3] = byte(val)
-	*ip = [16]byte{10: 0xff, 11: 0xff, 12: v4[0], 13: v4[1], 14: v4[2], 15: v4[3]}
-	return true
-}
-
-func validPort(b []byte) bool {
-	if len(b) == 0 || len(b) > 5 {
-		return false
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n <= 65535
 }
 
 // fromXFF writes the Nth entry from the right of an X-Forwarded-For value

@@ -128,9 +128,12 @@ func xffReference(xff, source string, hops int) ([16]byte, bool) {
 	return peer, peerOK
 }
 
-// FuzzParseHostPort: the IPv4 fast path agrees with net/netip on every input.
+// FuzzParseHostPort: parseHostPort reads what net/netip reads (an address
+// and port, else an address), to the same 16 bytes, and nothing else.
 func FuzzParseHostPort(f *testing.F) {
-	for _, s := range []string{"1.2.3.4:80", "255.255.255.255", "01.2.3.4:1", "1.2.3.4:", "1.2.3.4:65536", "[::1]:1", "1..2.3"} {
+	for _, s := range []string{"1.2.3.4:80", "255.255.255.255", "01.2.3.4:1", "1.2.3.4:", "1.2.3.4:65536", "[::1]:1", "1..2.3",
+		"::1:80", "[1.2.3.4]:80", "2001:db8::1", "[fe80::1%eth0]:443", "fe80::1%", "::ffff:1.2.3.4", "1:2:3:4:5:6:7::8",
+		"1:2:3:4:5:6:1.2.3.4", "::", "1::", ":::", "1.2.3.4:0080", "12345::", "[::1]", "%x", "::%x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -154,6 +157,24 @@ func FuzzHash(f *testing.F) {
 	f.Fuzz(func(t *testing.T, seed uint64, b []byte) {
 		if hash64(seed, b) != hash64(seed, append([]byte(nil), b...)) {
 			t.Fatal("hash is not a function of its input")
+		}
+	})
+}
+
+// FuzzAppendAddr: appendAddr writes what net/netip writes for the unmapped
+// address, so a descriptor value is the same text whichever writes it.
+func FuzzAppendAddr(f *testing.F) {
+	for _, s := range []string{"1.2.3.4", "::", "::1", "2001:db8::1", "2001:db8:0:0:1:0:0:1", "1:0:0:2:0:0:0:3", "::ffff:1.2.3.4", "::1.2.3.4", "fe80::1:2"} {
+		a := netip.MustParseAddr(s).As16()
+		f.Add(a[:])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) != 16 {
+			return
+		}
+		ip := [16]byte(b)
+		if got, want := string(appendAddr(nil, ip)), netip.AddrFrom16(ip).Unmap().String(); got != want {
+			t.Fatalf("appendAddr(% x) = %q, netip says %q", ip, got, want)
 		}
 	})
 }
