@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/tokengate/tokengate/envoy"
 	"github.com/tokengate/tokengate/internal/config"
 )
@@ -38,6 +40,9 @@ func FuzzParseSpec(f *testing.F) {
 		if _, _, err := envoy.WasmPlugin(p, envoy.IstioOptions{URL: "oci://r.example/t:1"}); err != nil && !errors.Is(err, envoy.ErrInexactNumber) {
 			t.Fatalf("accepted spec, rejected WasmPlugin: %v", err)
 		}
+		if s.RateLimitService != nil {
+			checkRateLimitConfig(t, s.Filter)
+		}
 	})
 }
 
@@ -66,4 +71,36 @@ func FuzzReadWasmPlugins(f *testing.F) {
 			_ = p.CheckConfig()
 		}
 	})
+}
+
+// checkRateLimitConfig: the service's configuration of an accepted filter is
+// YAML holding its domain and one descriptor tree per global rule, whatever
+// the names and the domain hold.
+func checkRateLimitConfig(t *testing.T, filter []byte) {
+	t.Helper()
+	y, err := envoy.RateLimitConfig(filter)
+	if err != nil {
+		t.Fatalf("accepted spec, rejected rate limit service configuration: %v", err)
+	}
+	cfg, err := config.Parse(filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Domain      string           `json:"domain"`
+		Descriptors []map[string]any `json:"descriptors"`
+	}
+	if err := yaml.UnmarshalStrict(y, &doc); err != nil {
+		t.Fatalf("rate limit service configuration is not YAML: %v\n%s", err, y)
+	}
+	globals := 0
+	for _, r := range cfg.Rules {
+		if r.Global != nil {
+			globals++
+		}
+	}
+	if doc.Domain != cfg.RateLimitService.Domain || len(doc.Descriptors) != globals {
+		t.Fatalf("domain %q with %d descriptors, want %q with %d\n%s", doc.Domain, len(doc.Descriptors),
+			cfg.RateLimitService.Domain, globals, y)
+	}
 }
