@@ -234,7 +234,9 @@ type bodyChunk struct {
 }
 
 // decode runs the request through the filter chain: headers, then body chunks as they
-// arrive, starting the router once the filter lets the headers through.
+// arrive, starting the router once the filter lets the headers through. Known difference:
+// Envoy's stream idle timeout (5 min, then 408) is not implemented, so a request the filter
+// holds and never resumes waits until the client goes away.
 func (ex *exchange) decode(h wasmhost.Headers, path string) {
 	eos := ex.r.Body == nil || ex.r.Body == http.NoBody
 	if eos {
