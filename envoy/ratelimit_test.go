@@ -113,3 +113,24 @@ func TestRateLimitManifestErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRateLimitImageIsPinnedVersion: the default image is the commit of
+// envoyproxy/ratelimit that the e2e suite builds and runs (the tools module's
+// pseudo-version ends in the commit's first 12 hex digits; the images are
+// tagged with its first 8).
+func TestRateLimitImageIsPinnedVersion(t *testing.T) {
+	gomod := string(readFile(t, "../e2e/ratelimit/go.mod"))
+	var commit string
+	for _, line := range strings.Split(gomod, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "github.com/envoyproxy/ratelimit" {
+			commit = f[1][strings.LastIndex(f[1], "-")+1:]
+		}
+	}
+	if len(commit) != 12 {
+		t.Fatalf("no pseudo-version of github.com/envoyproxy/ratelimit in the tools module's go.mod")
+	}
+	if want := "envoyproxy/ratelimit:" + commit[:8]; envoy.DefaultRateLimitImage != want {
+		t.Errorf("DefaultRateLimitImage %q, want %q (the version e2e/ratelimit/go.mod pins)", envoy.DefaultRateLimitImage, want)
+	}
+}
