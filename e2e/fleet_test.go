@@ -83,15 +83,19 @@ func statuses(t *testing.T, f *harness.Fleet, key, path string, n int, maxLatenc
 	t.Helper()
 	c := client("127.0.0.1", true)
 	got := map[int]int{}
+	var slowest time.Duration
 	for i := 0; i < n; i++ {
 		g := f.Replicas[i%len(f.Replicas)]
 		begin := time.Now()
 		r := mustSend(t, c, "http://"+g.Listen+path, "x-api-key", key)
-		if took := time.Since(begin); took > maxLatency {
+		took := time.Since(begin)
+		if took > maxLatency {
 			t.Errorf("request %d to replica %d took %v, more than %v", i, i%len(f.Replicas)+1, took, maxLatency)
 		}
+		slowest = max(slowest, took)
 		got[r.status]++
 	}
+	t.Logf("key %s: %d requests, statuses %v, slowest %v", key, n, got, slowest.Round(time.Microsecond))
 	return got
 }
 
@@ -108,7 +112,7 @@ func expectCounts(t *testing.T, what string, got map[int]int, want map[int]int) 
 // up to the window's end; another key has its own 10.
 func TestGlobalLimitAcrossReplicas(t *testing.T) {
 	const limit = 10
-	f := startFleet(t, fleetSpec(t, limit, "500ms", "deny"), 2)
+	f := startFleet(t, fleetSpec(t, limit, "1s", "deny"), 2)
 	freshWindow(t, time.Minute, 20*time.Second)
 	expectCounts(t, "key a, alternating replicas", statuses(t, f, "a", "/api/x", 2*limit, 2*time.Second),
 		map[int]int{200: limit, 429: limit})
@@ -133,10 +137,11 @@ func TestGlobalLimitAcrossReplicas(t *testing.T) {
 	}
 }
 
-// TestGlobalFailureModeDeny: with failure_mode deny, a stopped service, then
-// a stopped Redis, refuse every request of a global rule within the
-// timeout; with the service back, then Redis back, the limit holds again.
-// The local rule decides exactly as before throughout.
+// TestGlobalFailureModeDeny: with failure_mode deny, a hung service (frozen:
+// each request waits for the timeout), a stopped service, then a stopped
+// Redis refuse every request of a global rule within the timeout; with the
+// service back, then Redis back, the limit holds again. The local rule
+// decides exactly as before throughout.
 func TestGlobalFailureModeDeny(t *testing.T) {
 	testFaults(t, "deny", 429)
 }
@@ -149,7 +154,7 @@ func TestGlobalFailureModeAllow(t *testing.T) {
 
 func testFaults(t *testing.T, mode string, failStatus int) {
 	const limit = 5
-	const timeout = 250 * time.Millisecond
+	const timeout = time.Second // roomy: a loaded CI machine must not turn a healthy call into the failure mode
 	// Generous: the bound is "no request hangs", not the filter's precision.
 	const maxLatency = timeout + time.Second
 	f := startFleet(t, fleetSpec(t, limit, timeout.String(), mode), 2)
@@ -193,6 +198,33 @@ func testFaults(t *testing.T, mode string, failStatus int) {
 	}
 
 	healthy("healthy", "k1", "127.0.0.11")
+
+	// A hung service: every call ends at the timeout, in the failure mode.
+	if err := f.RLS.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.RLS.Thaw() })
+	before := fleetStats(t, f)
+	c := client("127.0.0.1", true)
+	for i := 0; i < 4; i++ {
+		begin := time.Now()
+		r := mustSend(t, c, "http://"+f.Replicas[i%2].Listen+"/api/x", "x-api-key", "k-hung")
+		took := time.Since(begin)
+		t.Logf("service hung: request %d: %d after %v", i, r.status, took.Round(time.Millisecond))
+		if r.status != failStatus || took < timeout-50*time.Millisecond || took > maxLatency {
+			t.Errorf("service hung: request %d got %d after %v, want %d after the %v timeout (at most %v)",
+				i, r.status, took, failStatus, timeout, maxLatency)
+		}
+	}
+	if d := statsDelta(t, f, before); d["rls_timeout"] != 4 || d["rls_failure_mode"] != 4 {
+		t.Errorf("service hung: global counters %v, want rls_timeout 4, rls_failure_mode 4", d)
+	}
+	local("service hung", "127.0.0.16")
+	if err := f.RLS.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswered(t, f, "the service's thaw")
+
 	f.RLS.Stop()
 	failing("service stopped", "k2", "127.0.0.12")
 	if err := f.RLS.Start(ctx); err != nil {

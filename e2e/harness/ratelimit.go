@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -122,3 +123,11 @@ func (rl *RateLimit) Stop() {
 		rl.Proc.Stop()
 	}
 }
+
+// Freeze stops the service's process without closing anything (SIGSTOP): the
+// kernel still accepts connections and requests, nothing answers them, as
+// with a hung service. Thaw (SIGCONT) lets it go on.
+func (rl *RateLimit) Freeze() error { return syscall.Kill(rl.Proc.Pid(), syscall.SIGSTOP) }
+
+// Thaw resumes a frozen service.
+func (rl *RateLimit) Thaw() error { return syscall.Kill(rl.Proc.Pid(), syscall.SIGCONT) }
