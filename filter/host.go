@@ -32,7 +32,7 @@ type hostFailure struct {
 	status proxywasm.Status
 }
 
-func (e *hostFailure) Error() string { return "shared data " + e.call + ": " + e.status.String() }
+func (e *hostFailure) Error() string { return "shared-data " + e.call + ": " + e.status.String() }
 
 var (
 	hostFailures []*hostFailure

@@ -24,8 +24,8 @@ type Store interface {
 // Errors a Store returns for the two outcomes the limiter acts on. Any other
 // error ends the update in the configured failure mode.
 var (
-	ErrNotFound    = errors.New("shared data: key not found")
-	ErrCASMismatch = errors.New("shared data: cas mismatch")
+	ErrNotFound    = errors.New("limiter: shared-data key not found")
+	ErrCASMismatch = errors.New("limiter: shared-data cas mismatch")
 )
 
 // The shared-data table of one rule is a fixed array of sets; each set is
