@@ -58,17 +58,24 @@ func statusErr(call string, st proxywasm.Status) error {
 		err = &hostFailure{call, st}
 		hostFailures = append(hostFailures, err)
 	}
-	logHostFailure(err.Error() + "; a rule decision that meets such a failure follows failure_mode and counts in the rule's failure_mode counter")
+	logHostFailure(err.Error(), "; a rule decision that meets such a failure follows failure_mode and counts in the rule's failure_mode counter")
 	return err
 }
 
 // logHostFailure logs the first host failure of this VM, which nothing else
-// reports: the counters say how many followed.
-func logHostFailure(msg string) {
-	if !hostLogged {
-		hostLogged = true
-		proxywasm.Log(proxywasm.LogError, "tokengate: "+msg+" (logged once per VM)")
+// reports: the counters say how many followed. The message is its parts
+// joined, built only when it is logged, so a failing host costs no
+// allocation per request.
+func logHostFailure(parts ...string) {
+	if hostLogged {
+		return
 	}
+	hostLogged = true
+	msg := "tokengate: "
+	for _, p := range parts {
+		msg += p
+	}
+	proxywasm.Log(proxywasm.LogError, msg+" (logged once per VM)")
 }
 
 // hostClock reads the host's wall clock.
@@ -149,7 +156,7 @@ func (r *request) Header(name string) ([]byte, bool) {
 		if !r.fetched {
 			v, st := proxywasm.GetHeader(proxywasm.MapRequestHeaders, name)
 			if st != proxywasm.StatusOK && st != proxywasm.StatusNotFound {
-				logHostFailure("request header " + name + ": " + st.String() + ": taken as missing")
+				logHostFailure("request header ", name, ": ", st.String(), ": taken as missing")
 			}
 			r.value, r.found, r.fetched = v, st == proxywasm.StatusOK, true
 		}
@@ -161,9 +168,9 @@ func (r *request) Header(name string) ([]byte, bool) {
 		pairs, err := proxywasm.CheckPairs(raw)
 		switch {
 		case st != proxywasm.StatusOK:
-			logHostFailure("request headers: " + st.String() + ": taken as missing")
+			logHostFailure("request headers: ", st.String(), ": taken as missing")
 		case err != nil:
-			logHostFailure("request headers: " + err.Error() + ": taken as missing")
+			logHostFailure("request headers: ", err.Error(), ": taken as missing")
 		}
 		r.pairs = pairs
 	}

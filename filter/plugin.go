@@ -136,8 +136,8 @@ func (v *vm) admit(s *stream) proxywasm.Action {
 
 // refuse answers the stream with the configured reply and d's headers. If
 // the host refuses to send it, the stream continues rather than staying
-// paused with no answer: the refusal is counted and logged, the request let
-// through.
+// paused with no answer: the request goes through, logged, and stays counted
+// as limited.
 func (v *vm) refuse(s *stream, d *limiter.Decision) proxywasm.Action {
 	cfg := s.root.cfg
 	v.reply.Reset()
@@ -173,7 +173,9 @@ func (v *vm) OnResponseHeaders(id uint32, _ int, _ bool) proxywasm.Action {
 	}
 	for i := 0; i < s.headers.Len(); i++ {
 		name, value := s.headers.At(i)
-		proxywasm.ReplaceHeader(proxywasm.MapResponseHeaders, name, value)
+		if st := proxywasm.ReplaceHeader(proxywasm.MapResponseHeaders, name, value); st != proxywasm.StatusOK {
+			logHostFailure("response header ", name, ": ", st.String(), ": left out")
+		}
 	}
 	return proxywasm.ActionContinue
 }
