@@ -1,6 +1,10 @@
 package wasmhost
 
-import "sync"
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+)
 
 // SharedData is Envoy's process-wide proxy-wasm shared-data store: key/value pairs in one
 // namespace per vm_id, each value stamped with a cas number. It reproduces Envoy's rules:
@@ -21,6 +25,8 @@ type SharedData struct {
 	mu      sync.Mutex
 	nextCAS uint32
 	ns      map[string]*sharedNamespace
+	faults  []*SharedDataFault // injected by InjectFault, oldest first
+	nfaults atomic.Int32       // len(faults), read without the lock on every guest call
 }
 
 type sharedNamespace struct {
@@ -178,10 +184,102 @@ func (s *SharedData) release(vmID string) {
 	}
 }
 
+// SharedDataCall names a guest's shared-data host call, for SharedDataFault.
+type SharedDataCall uint8
+
+const (
+	CallGetSharedData SharedDataCall = iota // proxy_get_shared_data
+	CallSetSharedData                       // proxy_set_shared_data
+)
+
+// SharedDataFault is a failure injected into the guests' shared-data calls: a test facility
+// (Envoy's store answers only OK, NOT_FOUND and CAS_MISMATCH, but a guest must survive any
+// status a host returns). While active, each guest call of kind Call on a key that starts with
+// KeyPrefix returns Status without reading or writing the store. The Go methods of SharedData
+// (Get, Set, Len...) are never failed, so a test can still look at the store.
+type SharedDataFault struct {
+	Call      SharedDataCall
+	KeyPrefix string // "" matches every key
+	Status    Status // returned instead of running the call; StatusOK is taken as INTERNAL_FAILURE
+	// Count is how many calls fail before the fault removes itself; 0 fails every matching
+	// call until Remove.
+	Count int
+
+	failed int // calls failed so far; guarded by the store's mutex
+	store  *SharedData
+}
+
+// InjectFault makes the guests' calls on this store fail as f says, from now until f has
+// failed f.Count calls or is removed. Faults are checked in the order they were injected;
+// the first that matches a call fails it. It returns the active fault, whose Failed reports
+// how often it has struck. Safe for concurrent use, like every method of SharedData.
+func (s *SharedData) InjectFault(f SharedDataFault) *SharedDataFault {
+	if f.Status == StatusOK {
+		f.Status = StatusInternalFailure
+	}
+	fp := &f
+	fp.failed, fp.store = 0, s
+	s.mu.Lock()
+	s.faults = append(s.faults, fp)
+	s.nfaults.Store(int32(len(s.faults)))
+	s.mu.Unlock()
+	return fp
+}
+
+// Failed returns how many guest calls the fault has failed.
+func (f *SharedDataFault) Failed() int {
+	f.store.mu.Lock()
+	defer f.store.mu.Unlock()
+	return f.failed
+}
+
+// Remove ends the fault; later calls run normally (unless another fault matches them).
+func (f *SharedDataFault) Remove() {
+	f.store.mu.Lock()
+	f.store.removeFault(f)
+	f.store.mu.Unlock()
+}
+
+// removeFault drops f from the active faults; s.mu must be held.
+func (s *SharedData) removeFault(f *SharedDataFault) {
+	for i, g := range s.faults {
+		if g == f {
+			s.faults = append(s.faults[:i], s.faults[i+1:]...)
+			break
+		}
+	}
+	s.nfaults.Store(int32(len(s.faults)))
+}
+
+// injected returns the status an active fault imposes on a guest call on key, StatusOK when
+// none does. Without faults it costs one atomic load.
+func (s *SharedData) injected(call SharedDataCall, key []byte) Status {
+	if s.nfaults.Load() == 0 {
+		return StatusOK
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.faults {
+		if f.Call != call || !bytes.HasPrefix(key, []byte(f.KeyPrefix)) {
+			continue
+		}
+		f.failed++
+		if f.Count > 0 && f.failed >= f.Count {
+			s.removeFault(f)
+		}
+		return f.Status
+	}
+	return StatusOK
+}
+
 func hostGetSharedData(vm *VM, s []uint64) {
 	key, ok := vm.read(u32(s, 0), u32(s, 1))
 	if !ok {
 		setStatus(s, StatusInvalidMemoryAccess)
+		return
+	}
+	if st := vm.p.shared.injected(CallGetSharedData, key); st != StatusOK {
+		setStatus(s, st)
 		return
 	}
 	val, cas, st := vm.p.shared.getInto(vm.p.cfg.VMID, key, vm.scratch)
@@ -206,6 +304,10 @@ func hostSetSharedData(vm *VM, s []uint64) {
 	val, ok2 := vm.read(u32(s, 2), u32(s, 3))
 	if !ok1 || !ok2 {
 		setStatus(s, StatusInvalidMemoryAccess)
+		return
+	}
+	if st := vm.p.shared.injected(CallSetSharedData, key); st != StatusOK {
+		setStatus(s, st)
 		return
 	}
 	setStatus(s, vm.p.shared.setBytes(vm.p.cfg.VMID, key, "", val, u32(s, 4)))

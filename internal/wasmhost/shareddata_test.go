@@ -217,3 +217,44 @@ func TestSharedDataAcrossVMsAndNamespaces(t *testing.T) {
 		t.Errorf("create with cas != 0 / missing get: %q %q", out["sset-new"], out["sget-missing"])
 	}
 }
+
+// TestSharedDataFault: an injected fault fails the guests' calls it matches (call kind, key
+// prefix) with its status, Count times or until removed, and leaves the store and the Go
+// methods alone.
+func TestSharedDataFault(t *testing.T) {
+	shared := NewSharedData()
+	p, _ := newTestPlugin(t, PluginConfig{Name: "a", VMID: "ns", Shared: shared})
+	run := func(cmds string) map[string]string {
+		s := p.Worker(0).NewStream(info)
+		defer s.Close()
+		return outputs(s.RequestHeaders(req(cmds), true).Headers)
+	}
+	shared.Set("ns", "deny/k", []byte("v"), 0)
+
+	f := shared.InjectFault(SharedDataFault{Call: CallGetSharedData, KeyPrefix: "deny/", Status: StatusInternalFailure, Count: 2})
+	out := run("sget:deny/k,sget:other,sset:deny/k=w@0")
+	if out["sget-deny/k"] != "/0/status=10" || out["sget-other"] != "/0/status=1" || out["sset-deny/k"] != "status=0" {
+		t.Fatalf("get with a fault on deny/: %v", out)
+	}
+	if v, _, st := shared.Get("ns", "deny/k"); st != StatusOK || string(v) != "w" {
+		t.Fatalf("the Go Get is failed too, or the set did not run: %q %v", v, st)
+	}
+	out = run("sget:deny/k,sget:deny/k")
+	if !strings.HasPrefix(out["sget-deny/k"], "w/") || !strings.HasSuffix(out["sget-deny/k"], "/status=0") || f.Failed() != 2 {
+		t.Fatalf("after Count calls: %v, failed %d; want the fault gone after 2", out, f.Failed())
+	}
+
+	f = shared.InjectFault(SharedDataFault{Call: CallSetSharedData, KeyPrefix: "k"}) // until removed; Status OK: INTERNAL_FAILURE
+	for i := 0; i < 3; i++ {
+		if out := run("sset:k=x@0,sget:deny/k"); out["sset-k"] != "status=10" || !strings.HasPrefix(out["sget-deny/k"], "w/") {
+			t.Fatalf("round %d with a set fault: %v", i, out)
+		}
+	}
+	if _, _, st := shared.Get("ns", "k"); st != StatusNotFound || f.Failed() != 3 {
+		t.Fatalf("a failed set wrote (status %v), or failed %d calls, want 3", st, f.Failed())
+	}
+	f.Remove()
+	if out := run("sset:k=x@0"); out["sset-k"] != "status=0" {
+		t.Fatalf("after Remove: %v", out)
+	}
+}
