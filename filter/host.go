@@ -10,19 +10,28 @@ import (
 
 // sharedData is the limiter's Store over the host's shared data. The
 // limiter acts on two outcomes, NOT_FOUND and CAS_MISMATCH; any other status
-// is an error that ends the decision in failure_mode, where the limiter
-// counts it. The first such failure of a VM is also logged, with the call
-// and the host's status.
+// is a hostFailure. What it decides then (see the limiter): a local rule's
+// decision follows failure_mode, counted in the rule's failure_mode counter;
+// the global tier's denial cache is skipped (a failed read is a miss, so the
+// rate limit service is asked; a failed write forgets the denial); while
+// configuring, the configuration is rejected. Each distinct failure (call and
+// status) is logged once per VM, except while configuring, where the
+// rejection's own critical line names it.
 type sharedData struct{}
 
 func (sharedData) GetSharedData(key []byte) ([]byte, uint32, error) {
 	v, cas, st := proxywasm.GetSharedData(key)
-	return v, cas, statusErr("get", st)
+	return v, cas, statusErr(callGet, st)
 }
 
 func (sharedData) SetSharedData(key, value []byte, cas uint32) error {
-	return statusErr("set", proxywasm.SetSharedData(key, value, cas))
+	return statusErr(callSet, proxywasm.SetSharedData(key, value, cas))
 }
+
+const (
+	callGet = "proxy_get_shared_data"
+	callSet = "proxy_set_shared_data"
+)
 
 // hostFailure is a host call that failed with a status the caller has no
 // answer for. Values are made on first use and kept, one per call and
@@ -30,13 +39,15 @@ func (sharedData) SetSharedData(key, value []byte, cas uint32) error {
 type hostFailure struct {
 	call   string
 	status proxywasm.Status
+	logged bool // this VM has logged it
 }
 
-func (e *hostFailure) Error() string { return "shared-data " + e.call + ": " + e.status.String() }
+func (e *hostFailure) Error() string { return e.call + ": " + e.status.String() }
 
 var (
 	hostFailures []*hostFailure
-	hostLogged   bool // a host failure has been logged by this VM
+	hostLogged   bool // a failure of the request or response headers has been logged by this VM
+	configuring  bool // OnConfigure is running: a failure is reported by its rejection
 )
 
 func statusErr(call string, st proxywasm.Status) error {
@@ -55,27 +66,40 @@ func statusErr(call string, st proxywasm.Status) error {
 		}
 	}
 	if err == nil {
-		err = &hostFailure{call, st}
+		err = &hostFailure{call: call, status: st}
 		hostFailures = append(hostFailures, err)
 	}
-	logHostFailure(err.Error(), "; a rule decision that meets such a failure follows failure_mode and counts in the rule's failure_mode counter")
+	if !configuring && !err.logged {
+		logOnce(&err.logged, err.call, " failed: ", err.status.String(),
+			": local rules that need it decide by failure_mode (counted in their failure_mode counter),",
+			" the global tier's denial cache goes without it (the rate limit service is asked);",
+			" logged once per VM for this call and status")
+	}
 	return err
 }
 
-// logHostFailure logs the first host failure of this VM, which nothing else
-// reports: the counters say how many followed. The message is its parts
-// joined, built only when it is logged, so a failing host costs no
-// allocation per request.
+// logHostFailure logs the first failure of the request or response headers
+// of this VM, which nothing else reports.
 func logHostFailure(parts ...string) {
 	if hostLogged {
 		return
 	}
-	hostLogged = true
+	logOnce(&hostLogged, append(parts, " (logged once per VM)")...)
+}
+
+// logOnce logs the message made of parts at error level unless *done, then
+// sets *done. The message is built only when it is logged, so a failing
+// host costs no allocation per request.
+func logOnce(done *bool, parts ...string) {
+	if *done {
+		return
+	}
+	*done = true
 	msg := "tokengate: "
 	for _, p := range parts {
 		msg += p
 	}
-	proxywasm.Log(proxywasm.LogError, msg+" (logged once per VM)")
+	proxywasm.Log(proxywasm.LogError, msg)
 }
 
 // hostClock reads the host's wall clock.

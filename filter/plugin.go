@@ -80,7 +80,10 @@ func (v *vm) OnConfigure(id uint32, size int) bool {
 	}
 	r.cfg, r.metrics = cfg, defineMetrics(cfg)
 	r.lim = limiter.New(cfg, name, sharedData{}, &r.metrics)
-	if err := r.lim.Start(proxywasm.Now(), rand.Uint64()); err != nil {
+	configuring = true
+	err = r.lim.Start(proxywasm.Now(), rand.Uint64())
+	configuring = false
+	if err != nil {
 		proxywasm.Log(proxywasm.LogCritical, "tokengate: shared data unusable: "+err.Error())
 		return false
 	}
