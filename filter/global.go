@@ -62,11 +62,16 @@ func (v *vm) OnGrpcReceive(_, token uint32, size int) {
 	if s == nil {
 		return
 	}
+	v.answering = s
 	// The message lives on the root context: read it before switching to
 	// the stream.
 	msg, _ := proxywasm.GetBuffer(proxywasm.BufferGrpcReceive, 0, size)
+	if grpcFaultHook != nil {
+		grpcFaultHook(s.id)
+	}
 	g := s.root.lim.Global()
 	v.resume(s, g, g.Answer(&s.call, msg, proxywasm.Now()))
+	v.answering = nil
 }
 
 func (v *vm) OnGrpcClose(_, token uint32, status proxywasm.GrpcStatus) {
@@ -74,9 +79,43 @@ func (v *vm) OnGrpcClose(_, token uint32, status proxywasm.GrpcStatus) {
 	if s == nil {
 		return
 	}
+	v.answering = s
+	if grpcFaultHook != nil {
+		grpcFaultHook(s.id)
+	}
 	g := s.root.lim.Global()
 	now := proxywasm.Now()
 	v.resume(s, g, g.Fail(&s.call, g.TimedOut(&s.call, uint32(status), now), now))
+	v.answering = nil
+}
+
+// grpcFaultHook, when set (only by the test build of hook.go), runs in the
+// gRPC callbacks once the waiting stream s is known, with its context id.
+var grpcFaultHook func(id uint32)
+
+// OnGrpcPanic follows rate_limit_service.failure_mode for the stream that
+// waited on call token after a panic in its gRPC callback, as OnRequestPanic
+// does for the request callback: a bug must not leave the stream paused
+// until Envoy's timeout. Under "deny" (and a rule that is not shadow) the
+// client gets the configured reply with Retry-After: 1, under "allow" the
+// request goes on. Each one is counted in tokengate.panics, besides the
+// critical log line; the call's rls_* counters are left as the panic found
+// them.
+func (v *vm) OnGrpcPanic(_, token uint32) {
+	s := v.answering // the callback had taken it from the call table
+	v.answering = nil
+	if s == nil {
+		s = v.calls.take(token)
+	}
+	if s == nil || s.root == nil || s.root.lim == nil {
+		return
+	}
+	s.root.metrics.panicked()
+	if s.replied { // the panic came after the reply was on its way
+		return
+	}
+	g := s.root.lim.Global()
+	v.resume(s, g, g.Undecided(&s.call))
 }
 
 // resume ends the pause of s with decision d.

@@ -11,7 +11,10 @@ import (
 // Fault hooks for the filter tests, compiled only with the build tag
 // tokengate_fault_hooks: never part of build/tokengate.wasm. A request
 // header x-tokengate-fault: panic makes the request callback panic, and
-// x-tokengate-fault: fatal makes it meet a fatal runtime error.
+// x-tokengate-fault: fatal makes it meet a fatal runtime error;
+// x-tokengate-fault: grpc-panic makes the gRPC callback that answers the
+// request's call to the rate limit service panic (receive or close), once
+// the stream has been taken from the call table.
 
 //go:linkname throw runtime.throw
 func throw(s string)
@@ -27,6 +30,17 @@ func init() {
 			panic("tokengate: fault hook")
 		case "fatal":
 			throw("tokengate: fault hook")
+		}
+	}
+	grpcFaultHook = func(id uint32) {
+		// The stream's request headers are reached through it: the call's
+		// message, on the root, has been read already.
+		if proxywasm.SetEffectiveContext(id) != proxywasm.StatusOK {
+			return
+		}
+		v, st := proxywasm.GetHeader(proxywasm.MapRequestHeaders, "x-tokengate-fault")
+		if st == proxywasm.StatusOK && unsafe.String(unsafe.SliceData(v), len(v)) == "grpc-panic" {
+			panic("tokengate: fault hook in a gRPC callback")
 		}
 	}
 }

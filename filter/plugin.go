@@ -18,10 +18,13 @@ type vm struct {
 	roots   []*root // few: one per plugin sharing this VM
 	streams streamTable
 	calls   callTable // streams waiting for the rate limit service, by token
-	req     request
-	reply   limiter.Headers // headers of the local reply being sent
-	pairs   [][2]string     // reply in pairs, for encoding
-	encoded []byte
+	// answering is the stream whose call a gRPC callback is answering,
+	// taken from calls: a panic in the callback finds it here.
+	answering *stream
+	req       request
+	reply     limiter.Headers // headers of the local reply being sent
+	pairs     [][2]string     // reply in pairs, for encoding
+	encoded   []byte
 }
 
 // root is one configured plugin.

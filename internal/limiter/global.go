@@ -238,11 +238,11 @@ func (g *Global) Answer(c *Call, msg []byte, now int64) *Decision {
 	return g.finish(d)
 }
 
-// Fail decides call c by rate_limit_service.failure_mode: the call could not
-// be made, failed, timed out (timeout) or gave an unreadable answer.
+// Fail decides call c by rate_limit_service.failure_mode, counted: the call
+// could not be made, failed, timed out (timeout) or gave an unreadable
+// answer.
 func (g *Global) Fail(c *Call, timeout bool, now int64) *Decision {
 	l := g.l
-	d := g.reset()
 	for _, ri := range c.Rules {
 		if timeout {
 			l.count(ri, CounterRLSTimeout, 1)
@@ -250,8 +250,21 @@ func (g *Global) Fail(c *Call, timeout bool, now int64) *Decision {
 			l.count(ri, CounterRLSError, 1)
 		}
 		l.count(ri, CounterRLSFailureMode, 1)
+	}
+	return g.Undecided(c)
+}
+
+// Undecided returns the decision rate_limit_service.failure_mode gives call
+// c: under "deny" every rule of the call that is not shadow refuses, with a
+// Retry-After of one second and no quota; under "allow" all admit. Unlike
+// Fail it counts nothing: the filter uses it when a panic left the call
+// undecided (the Global counterpart of Limiter.Undecided), and counts that
+// itself. The decision is reused like Answer's.
+func (g *Global) Undecided(c *Call) *Decision {
+	d := g.reset()
+	for _, ri := range c.Rules {
 		v := Verdict{Rule: ri, Allowed: true, Failure: true}
-		if g.rls.FailureMode == config.FailDeny && !l.rules[ri].cfg.Shadow {
+		if g.rls.FailureMode == config.FailDeny && !g.l.rules[ri].cfg.Shadow {
 			v.Allowed, v.RetryAfter = false, failureRetryAfter
 		}
 		g.add(d, v, quota{})

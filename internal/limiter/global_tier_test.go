@@ -184,37 +184,55 @@ func TestGlobalAllowed(t *testing.T) {
 }
 
 // TestGlobalFailureMode: errors, timeouts and unreadable answers end in the
-// failure mode; deny refuses with Retry-After only; shadow rules never refuse.
+// failure mode, counted; deny refuses with Retry-After only; shadow rules
+// never refuse. Undecided (a panic in the filter) gives the same decision and
+// counts nothing.
 func TestGlobalFailureMode(t *testing.T) {
 	for _, tc := range []struct {
-		mode    string
-		timeout bool
-		msg     []byte
-		denied  bool
+		mode      string
+		timeout   bool
+		msg       []byte
+		undecided bool
+		denied    bool
 	}{
-		{"", true, nil, false},
-		{`,"failure_mode":"allow"`, false, nil, false},
-		{`,"failure_mode":"deny"`, true, nil, true},
-		{`,"failure_mode":"deny"`, false, []byte{0xff}, true},
-		{`,"failure_mode":"deny"`, false, []byte{}, true}, // no statuses for two descriptors
+		{"", true, nil, false, false},
+		{`,"failure_mode":"allow"`, false, nil, false, false},
+		{`,"failure_mode":"deny"`, true, nil, false, true},
+		{`,"failure_mode":"deny"`, false, []byte{0xff}, false, true},
+		{`,"failure_mode":"deny"`, false, []byte{}, false, true}, // no statuses for two descriptors
+		{`,"failure_mode":"allow"`, false, nil, true, false},
+		{`,"failure_mode":"deny"`, false, nil, true, true},
 	} {
 		g, m, _ := newGlobalTier(t, tc.mode)
 		var c Call
 		g.Begin(get("/api/a", "10.0.0.1:1"), at(0), &c)
 		var d *Decision
-		if tc.msg != nil {
+		switch {
+		case tc.undecided:
+			d = g.Undecided(&c)
+		case tc.msg != nil:
 			d = g.Answer(&c, tc.msg, 0)
-		} else {
+		default:
 			d = g.Fail(&c, tc.timeout, 0)
 		}
 		if d.Denied != tc.denied || len(d.Verdicts) != 2 || !d.Verdicts[0].Failure || !d.Verdicts[1].Failure {
 			t.Fatalf("%s %v: %+v", tc.mode, tc.timeout, d)
 		}
+		for _, v := range d.Verdicts {
+			if v.Rule == 2 && !v.Allowed {
+				t.Errorf("%s: the shadow rule refused: %+v", tc.mode, d)
+			}
+		}
 		want := CounterRLSError
 		if tc.timeout {
 			want = CounterRLSTimeout
 		}
-		if m.get(1, want) != 1 || m.get(1, CounterRLSFailureMode) != 1 {
+		switch {
+		case tc.undecided:
+			if m.get(1, CounterRLSError)+m.get(1, CounterRLSTimeout)+m.get(1, CounterRLSFailureMode) != 0 {
+				t.Errorf("%s: Undecided counted", tc.mode)
+			}
+		case m.get(1, want) != 1 || m.get(1, CounterRLSFailureMode) != 1:
 			t.Errorf("%s: %s not counted", tc.mode, want)
 		}
 		if tc.denied {

@@ -81,21 +81,24 @@ func proxyOnDelete(id uint32) {
 //go:wasmexport proxy_on_grpc_receive
 func proxyOnGrpcReceive(root, token, size uint32) {
 	resetArena()
-	defer recoverLog()
+	defer recoverGrpc(root, token)
 	handler.OnGrpcReceive(root, token, int(size))
 }
 
 //go:wasmexport proxy_on_grpc_close
 func proxyOnGrpcClose(root, token, status uint32) {
 	resetArena()
-	defer recoverLog()
+	defer recoverGrpc(root, token)
 	handler.OnGrpcClose(root, token, GrpcStatus(status))
 }
 
-// recoverLog turns a panic into a critical log line.
-func recoverLog() {
+// recoverGrpc turns a panic in a gRPC callback into a critical log line and
+// the Handler's OnGrpcPanic, which decides what the stream waiting on the
+// call does: without it the stream would stay paused until Envoy's timeout.
+func recoverGrpc(root, token uint32) {
 	if r := recover(); r != nil {
 		logPanic(r)
+		handler.OnGrpcPanic(root, token)
 	}
 }
 

@@ -144,7 +144,8 @@ const (
 // VM's single thread.
 //
 // A panic in OnRequestHeaders is recovered and logged, and OnRequestPanic
-// says what the stream does then; a panic in OnConfigure rejects the
+// says what the stream does then (OnGrpcPanic likewise for the gRPC
+// callbacks); a panic in OnConfigure rejects the
 // configuration; one in OnResponseHeaders is logged and the response goes
 // on. A fatal runtime error cannot be recovered: it traps (see the package
 // comment).
@@ -161,9 +162,11 @@ type Handler interface {
 	// buffer belongs to the root); no OnGrpcClose follows. OnGrpcClose ends
 	// a call that failed, with its gRPC status. Both go to the root context
 	// that made the call (Envoy issues gRPC calls on the root). A panic in
-	// either is recovered and logged.
+	// either is recovered and logged, and OnGrpcPanic, in the same callback,
+	// ends the wait of whatever waited on call token.
 	OnGrpcReceive(root, token uint32, size int)
 	OnGrpcClose(root, token uint32, status GrpcStatus)
+	OnGrpcPanic(root, token uint32)
 }
 
 // AppendPairs appends pairs to dst in the proxy-wasm header-pairs format:
