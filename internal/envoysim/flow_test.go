@@ -139,29 +139,6 @@ func TestPausedStreams(t *testing.T) {
 	}
 }
 
-func post(t *testing.T, s *Server, path string, body []byte, hdr ...string) (*http.Response, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+s.ListenAddr()+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := c0().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := resp.Body.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
-}
-
 // TestRetryBuffer: a body within the buffer limit is sent again on a retry; a larger one makes
 // the router give retries up (retry_or_shadow_abandoned) instead of answering 413.
 func TestRetryBuffer(t *testing.T) {

@@ -2,6 +2,7 @@ package envoysim
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -276,10 +277,24 @@ func startServer(t *testing.T, cfg *Config, workers int, f *fakeFilter) *Server 
 	return s
 }
 
-// get sends one request through the server and returns the response with its body read.
+// get sends a GET through the server and returns the response with its body read.
 func get(t *testing.T, c *http.Client, s *Server, path string, hdr ...string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+s.ListenAddr()+path, nil)
+	resp, b := send(t, c, s, http.MethodGet, path, nil, hdr...)
+	return resp, string(b)
+}
+
+// post sends a POST of body through the server on a new client.
+func post(t *testing.T, s *Server, path string, body []byte, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	return send(t, c0(), s, http.MethodPost, path, bytes.NewReader(body), hdr...)
+}
+
+// send sends one request through the server, with hdr as name, value pairs, and returns the
+// response with its body read and closed.
+func send(t *testing.T, c *http.Client, s *Server, method, path string, body io.Reader, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+s.ListenAddr()+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +312,7 @@ func get(t *testing.T, c *http.Client, s *Server, path string, hdr ...string) (*
 	if err := resp.Body.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return resp, string(b)
+	return resp, b
 }
 
 // statsOf reads the admin /stats of s.
