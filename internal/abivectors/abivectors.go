@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"testing"
 )
 
 //go:embed vectors.json
@@ -73,4 +74,14 @@ func Load() (Vectors, error) {
 		errs = append(errs, errors.New("abivectors: vectors.json holds no vectors"))
 	}
 	return v, errors.Join(errs...)
+}
+
+// Must is Load for a test: a vectors file that does not load fails tb at once.
+func Must(tb testing.TB) Vectors {
+	tb.Helper()
+	v, err := Load()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
 }

@@ -12,17 +12,8 @@ import (
 // against too (internal/abivectors, written from proxy-wasm-cpp-host's pairs format), so a
 // codec bug cannot hide by being the same on both sides.
 
-func loadVectors(t *testing.T) abivectors.Vectors {
-	t.Helper()
-	v, err := abivectors.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 func TestPairsVectors(t *testing.T) {
-	for _, v := range loadVectors(t).Pairs {
+	for _, v := range abivectors.Must(t).Pairs {
 		t.Run(v.Name, func(t *testing.T) {
 			b := v.Bytes
 			got, err := ParsePairs(b)
@@ -61,7 +52,7 @@ func TestPairsVectors(t *testing.T) {
 
 // TestStatusVectors: each status the guest names has the ABI's number.
 func TestStatusVectors(t *testing.T) {
-	want := loadVectors(t).Status
+	want := abivectors.Must(t).Status
 	named := 0
 	for n := uint32(0); n < 64; n++ {
 		name := Status(n).String()

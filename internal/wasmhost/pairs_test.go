@@ -7,19 +7,10 @@ import (
 	"github.com/tokengate/tokengate/internal/abivectors"
 )
 
-func loadVectors(t *testing.T) abivectors.Vectors {
-	t.Helper()
-	v, err := abivectors.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 // TestPairsVectors: the host's codec against bytes written from cpp-host's format
 // (internal/abivectors), not against the guest's codec.
 func TestPairsVectors(t *testing.T) {
-	for _, v := range loadVectors(t).Pairs {
+	for _, v := range abivectors.Must(t).Pairs {
 		t.Run(v.Name, func(t *testing.T) {
 			b := v.Bytes
 			got := decodePairs(Headers{{"stale", "entry"}}, b)

@@ -1,10 +1,14 @@
 package wasmhost
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/tokengate/tokengate/internal/abivectors"
+)
 
 // TestStatusNumbers: every WasmResult of the ABI, by name, has the number the vectors give.
 func TestStatusNumbers(t *testing.T) {
-	want := loadVectors(t).Status
+	want := abivectors.Must(t).Status
 	got := map[string]uint32{}
 	for s := StatusOK; s <= StatusUnimplemented; s++ {
 		got[s.String()] = uint32(s)
