@@ -161,24 +161,16 @@ func (g *Global) appendDescriptor(ri int, req Request) {
 	g.enc.Entry(config.DescriptorRuleKey, gr.nameBytes)
 	for k, part := range r.Key {
 		g.val = g.val[:0]
-		switch part.Kind {
-		case config.KeyRemoteAddress:
+		if part.Kind == config.KeyRemoteAddress {
 			if ip, ok := clientIP(req, l.cfg.TrustedHops); ok {
 				g.val = appendAddr(g.val, ip)
 			}
-		case config.KeyHeader:
-			v, _ := req.Header(part.Header)
+		} else {
+			v, _ := partValue(part, req)
 			g.val = appendUTF8(g.val, v)
-		case config.KeyPath:
-			v, _ := req.Header(":path")
-			g.val = appendUTF8(g.val, pathOf(v))
-		case config.KeyMethod:
-			v, _ := req.Header(":method")
-			g.val = appendUTF8(g.val, v)
-		case config.KeyHost:
-			v, _ := req.Header(":authority")
-			g.val = appendUTF8(g.val, hostOf(v))
-			lowerASCII(g.val)
+			if part.Kind == config.KeyHost {
+				lowerASCII(g.val)
+			}
 		}
 		if len(g.val) == 0 {
 			g.val = append(g.val, config.MissingValue...)

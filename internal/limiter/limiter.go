@@ -298,19 +298,10 @@ func (l *Limiter) SingleHeader() (name string, ok bool) {
 			add(":authority")
 		}
 		for _, part := range r.Key {
-			switch part.Kind {
-			case config.KeyRemoteAddress:
-				if l.cfg.TrustedHops > 0 {
-					add(headerXFF)
-				}
-			case config.KeyHeader:
-				add(part.Header)
-			case config.KeyPath:
-				add(":path")
-			case config.KeyMethod:
-				add(":method")
-			case config.KeyHost:
-				add(":authority")
+			if part.Kind != config.KeyRemoteAddress {
+				add(partHeader(part))
+			} else if l.cfg.TrustedHops > 0 {
+				add(headerXFF)
 			}
 		}
 	}
@@ -333,37 +324,24 @@ const (
 func (l *Limiter) appendKey(dst []byte, r *rule, req Request) []byte {
 	for _, part := range r.cfg.Key {
 		dst = append(dst, byte(part.Kind))
-		var val []byte
-		ok := false
-		switch part.Kind {
-		case config.KeyRemoteAddress:
-			var ip [16]byte
-			if ip, ok = clientIP(req, l.cfg.TrustedHops); ok {
+		if part.Kind == config.KeyRemoteAddress {
+			if ip, ok := clientIP(req, l.cfg.TrustedHops); ok {
 				dst = append(dst, tagPresent, 16)
 				dst = append(dst, ip[:]...)
-				continue
+			} else {
+				dst = append(dst, tagMissing)
 			}
-		case config.KeyHeader:
-			val, ok = req.Header(part.Header)
-		case config.KeyPath:
-			val, ok = req.Header(":path")
-			val = pathOf(val)
-		case config.KeyMethod:
-			val, ok = req.Header(":method")
-		case config.KeyHost:
-			val, ok = req.Header(":authority")
-			if ok {
-				host := hostOf(val)
-				dst = appendValue(dst, host)
-				lowerASCII(dst[len(dst)-len(host):])
-				continue
-			}
+			continue
 		}
+		val, ok := partValue(part, req)
 		if !ok {
 			dst = append(dst, tagMissing)
 			continue
 		}
 		dst = appendValue(dst, val)
+		if part.Kind == config.KeyHost {
+			lowerASCII(dst[len(dst)-len(val):])
+		}
 	}
 	return dst
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 // Request is the view of one HTTP request the limiter needs. Implementations
@@ -91,6 +93,38 @@ func hostOf(authority []byte) []byte {
 }
 
 // pathOf returns the path without query or fragment.
+// partHeader returns the request header key part p reads: the named header,
+// or the pseudo header of the path, method or host; "" for the client
+// address, which comes from the peer (and X-Forwarded-For, see clientIP).
+func partHeader(p config.KeyPart) string {
+	switch p.Kind {
+	case config.KeyHeader:
+		return p.Header
+	case config.KeyPath:
+		return ":path"
+	case config.KeyMethod:
+		return ":method"
+	case config.KeyHost:
+		return ":authority"
+	}
+	return ""
+}
+
+// partValue returns the value of key part p in req, for every kind but the
+// client address: the header's value, the path without its query, the
+// method, or the host without its port (not lower-cased); ok is false when
+// req lacks it. The value aliases the request's.
+func partValue(p config.KeyPart, req Request) ([]byte, bool) {
+	v, ok := req.Header(partHeader(p))
+	switch p.Kind {
+	case config.KeyPath:
+		v = pathOf(v)
+	case config.KeyHost:
+		v = hostOf(v)
+	}
+	return v, ok
+}
+
 func pathOf(path []byte) []byte {
 	if i := bytes.IndexAny(path, "?#"); i >= 0 {
 		return path[:i]
