@@ -324,8 +324,7 @@ func (g *Global) cachedDenial(ri int, left int64) *Decision {
 func (g *Global) AppendHeaders(h *Headers, d *Decision) {
 	last := len(d.Verdicts) - 1
 	v := d.Verdicts[last]
-	h.buf = appendInt(h.buf, max(Seconds(v.RetryAfter), 1))
-	h.end(HeaderRetryAfter)
+	h.retryAfter(v.RetryAfter)
 	if v.Failure {
 		return
 	}
@@ -345,11 +344,6 @@ func (g *Global) AppendHeaders(h *Headers, d *Decision) {
 		h.end(HeaderRateLimit)
 	}
 	if mode.Legacy() {
-		h.buf = appendInt(h.buf, q.limit)
-		h.end(HeaderLegacyLimit)
-		h.buf = appendInt(h.buf, v.Remaining)
-		h.end(HeaderLegacyRemaining)
-		h.buf = appendInt(h.buf, Seconds(v.Reset))
-		h.end(HeaderLegacyReset)
+		h.legacy(q.limit, v.Remaining, v.Reset)
 	}
 }

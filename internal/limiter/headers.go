@@ -56,6 +56,23 @@ func (h *Headers) end(name string) {
 	h.ends = append(h.ends, len(h.buf))
 }
 
+// retryAfter adds Retry-After: ns in whole seconds, rounded up, at least 1.
+func (h *Headers) retryAfter(ns int64) {
+	h.buf = appendInt(h.buf, max(Seconds(ns), 1))
+	h.end(HeaderRetryAfter)
+}
+
+// legacy adds the X-RateLimit-* headers of one limit: its size, what is
+// left, and the nanoseconds until it is whole again (sent in seconds).
+func (h *Headers) legacy(limit, remaining, reset int64) {
+	h.buf = appendInt(h.buf, limit)
+	h.end(HeaderLegacyLimit)
+	h.buf = appendInt(h.buf, remaining)
+	h.end(HeaderLegacyRemaining)
+	h.buf = appendInt(h.buf, Seconds(reset))
+	h.end(HeaderLegacyReset)
+}
+
 // Seconds converts nanoseconds to whole seconds, rounding up, as the
 // delta-seconds of Retry-After and the draft's w and t parameters need.
 func Seconds(ns int64) int64 {
@@ -80,9 +97,7 @@ func policyItem(r *config.Rule) string {
 // must be one that is enforced: shadow rules never drive that choice.
 func (l *Limiter) AppendHeaders(h *Headers, d *Decision) {
 	if d.Denied {
-		after := max(Seconds(d.Verdicts[len(d.Verdicts)-1].RetryAfter), 1)
-		h.buf = appendInt(h.buf, after)
-		h.end(HeaderRetryAfter)
+		h.retryAfter(d.Verdicts[len(d.Verdicts)-1].RetryAfter)
 	}
 	mode := l.cfg.Headers
 	if mode.Draft() {
@@ -106,12 +121,7 @@ func (l *Limiter) AppendHeaders(h *Headers, d *Decision) {
 	}
 	if mode.Legacy() {
 		if v, ok := l.tightest(d); ok {
-			h.buf = appendInt(h.buf, l.rules[v.Rule].cfg.Capacity)
-			h.end(HeaderLegacyLimit)
-			h.buf = appendInt(h.buf, v.Remaining)
-			h.end(HeaderLegacyRemaining)
-			h.buf = appendInt(h.buf, Seconds(v.Reset))
-			h.end(HeaderLegacyReset)
+			h.legacy(l.rules[v.Rule].cfg.Capacity, v.Remaining, v.Reset)
 		}
 	}
 }
