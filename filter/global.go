@@ -139,39 +139,3 @@ func (v *vm) cancelCall(id uint32) {
 		s.token = 0
 	}
 }
-
-// callTable finds the stream waiting for a call by token. Envoy draws
-// tokens from one counter per VM that grows by 4, so a ring indexed by
-// token/4 almost never collides; a collision goes to a map.
-type callTable struct {
-	ring     [callRing]*stream
-	overflow map[uint32]*stream
-}
-
-const callRing = 256
-
-func (t *callTable) put(token uint32, s *stream) {
-	slot := &t.ring[(token>>2)%callRing]
-	if *slot == nil {
-		*slot = s
-		return
-	}
-	if t.overflow == nil {
-		t.overflow = make(map[uint32]*stream)
-	}
-	t.overflow[token] = s
-}
-
-// take removes and returns the stream waiting for token, nil if none.
-func (t *callTable) take(token uint32) *stream {
-	slot := &t.ring[(token>>2)%callRing]
-	if s := *slot; s != nil && s.token == token {
-		*slot = nil
-		return s
-	}
-	if s, ok := t.overflow[token]; ok {
-		delete(t.overflow, token)
-		return s
-	}
-	return nil
-}

@@ -17,7 +17,7 @@ import (
 type vm struct {
 	roots   []*root // few: one per plugin sharing this VM
 	streams streamTable
-	calls   callTable // streams waiting for the rate limit service, by token
+	calls   byKey // streams waiting for the rate limit service, by call token
 	// answering is the stream whose call a gRPC callback is answering,
 	// taken from calls: a panic in the callback finds it here.
 	answering *stream

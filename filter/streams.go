@@ -15,18 +15,65 @@ type stream struct {
 	token   uint32          // of the call in flight, 0 when none
 }
 
-// streamTable finds a stream by context id without a Go map on the request
-// path: context ids grow by one per context, so a ring indexed by the low
-// bits almost never collides; the rare stream that outlives a full turn of
-// the ring goes to an overflow map. Streams are recycled, header buffers
-// included, so a warm VM allocates nothing per stream.
-type streamTable struct {
-	ring     [ringSize]*stream
+// byKey finds a stream by a uint32 key (a context id, a call token) without
+// a Go map on the request path: the keys grow steadily, so a ring indexed by
+// their low bits almost never collides; a key whose slot is taken (a stream
+// that outlives a full turn of the ring) goes to an overflow map. The zero
+// value is empty.
+type byKey struct {
+	ring     [ringSize]slot
 	overflow map[uint32]*stream
-	free     []*stream
+}
+
+type slot struct {
+	key uint32
+	s   *stream
 }
 
 const ringSize = 1024
+
+func (t *byKey) put(key uint32, s *stream) {
+	sl := &t.ring[key%ringSize]
+	if sl.s == nil {
+		*sl = slot{key, s}
+		return
+	}
+	if t.overflow == nil {
+		t.overflow = make(map[uint32]*stream)
+	}
+	t.overflow[key] = s
+}
+
+func (t *byKey) get(key uint32) *stream {
+	if sl := t.ring[key%ringSize]; sl.s != nil && sl.key == key {
+		return sl.s
+	}
+	if t.overflow == nil {
+		return nil
+	}
+	return t.overflow[key]
+}
+
+// take removes and returns the stream of key, nil if none.
+func (t *byKey) take(key uint32) *stream {
+	if sl := &t.ring[key%ringSize]; sl.s != nil && sl.key == key {
+		s := sl.s
+		*sl = slot{}
+		return s
+	}
+	if s, ok := t.overflow[key]; ok {
+		delete(t.overflow, key)
+		return s
+	}
+	return nil
+}
+
+// streamTable holds the open streams by context id. Streams are recycled,
+// header buffers included, so a warm VM allocates nothing per stream.
+type streamTable struct {
+	byKey
+	free []*stream
+}
 
 func (t *streamTable) open(id uint32, r *root) {
 	var s *stream
@@ -37,36 +84,13 @@ func (t *streamTable) open(id uint32, r *root) {
 	}
 	s.id, s.root, s.replied, s.token = id, r, false, 0
 	s.headers.Reset()
-	slot := &t.ring[id%ringSize]
-	if *slot == nil {
-		*slot = s
-		return
-	}
-	if t.overflow == nil {
-		t.overflow = make(map[uint32]*stream)
-	}
-	t.overflow[id] = s
-}
-
-func (t *streamTable) get(id uint32) *stream {
-	if s := t.ring[id%ringSize]; s != nil && s.id == id {
-		return s
-	}
-	if t.overflow == nil {
-		return nil
-	}
-	return t.overflow[id]
+	t.put(id, s)
 }
 
 // close forgets stream id and reports whether there was one.
 func (t *streamTable) close(id uint32) bool {
-	slot := &t.ring[id%ringSize]
-	s := *slot
-	if s != nil && s.id == id {
-		*slot = nil
-	} else if s = t.get(id); s != nil {
-		delete(t.overflow, id)
-	} else {
+	s := t.take(id)
+	if s == nil {
 		return false
 	}
 	s.root = nil
