@@ -45,48 +45,45 @@ func (v *vm) checkGlobal(s *stream) proxywasm.Action {
 // refuse does for the local rules: Pause, or Continue (logged) if the host
 // would not send it.
 func (v *vm) refuseGlobal(s *stream, g *limiter.Global, d *limiter.Decision) proxywasm.Action {
-	cfg := s.root.cfg
-	v.reply.Reset()
-	v.reply.Add("content-type", cfg.ContentType)
+	v.startReply(s)
 	g.AppendHeaders(&v.reply, d)
-	if st := v.sendReply(cfg); st != proxywasm.StatusOK {
-		proxywasm.Log(proxywasm.LogError, "tokengate: the local reply was not sent, the request continues: "+st.String())
-		return proxywasm.ActionContinue
-	}
-	s.replied = true
-	return proxywasm.ActionPause
+	return v.sendReply(s)
 }
 
 func (v *vm) OnGrpcReceive(_, token uint32, size int) {
-	s := v.calls.take(token)
+	// The message lives on the root context: read it before anything
+	// switches to the stream.
+	msg, _ := proxywasm.GetBuffer(proxywasm.BufferGrpcReceive, 0, size)
+	s := v.answer(token)
 	if s == nil {
 		return
-	}
-	v.answering = s
-	// The message lives on the root context: read it before switching to
-	// the stream.
-	msg, _ := proxywasm.GetBuffer(proxywasm.BufferGrpcReceive, 0, size)
-	if grpcFaultHook != nil {
-		grpcFaultHook(s.id)
 	}
 	g := s.root.lim.Global()
 	v.resume(s, g, g.Answer(&s.call, msg, proxywasm.Now()))
-	v.answering = nil
 }
 
 func (v *vm) OnGrpcClose(_, token uint32, status proxywasm.GrpcStatus) {
-	s := v.calls.take(token)
+	s := v.answer(token)
 	if s == nil {
 		return
-	}
-	v.answering = s
-	if grpcFaultHook != nil {
-		grpcFaultHook(s.id)
 	}
 	g := s.root.lim.Global()
 	now := proxywasm.Now()
 	v.resume(s, g, g.Fail(&s.call, g.TimedOut(&s.call, uint32(status), now), now))
-	v.answering = nil
+}
+
+// answer takes the stream waiting on call token, nil if none, and keeps it
+// in v.answering until resume: a panic in the callback finds it there.
+func (v *vm) answer(token uint32) *stream {
+	s := v.calls.take(token)
+	if s == nil {
+		return nil
+	}
+	v.answering = s
+	if grpcFaultHook != nil {
+		grpcFaultHook(s.id)
+	}
+	return s
 }
 
 // grpcFaultHook, when set (only by the test build of hook.go), runs in the
@@ -120,6 +117,7 @@ func (v *vm) OnGrpcPanic(_, token uint32) {
 
 // resume ends the pause of s with decision d.
 func (v *vm) resume(s *stream, g *limiter.Global, d *limiter.Decision) {
+	v.answering = nil
 	s.token = 0
 	if proxywasm.SetEffectiveContext(s.id) != proxywasm.StatusOK {
 		return // the stream is gone

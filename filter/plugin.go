@@ -145,21 +145,22 @@ func (v *vm) admit(s *stream) proxywasm.Action {
 // paused with no answer: the request goes through, logged, and stays counted
 // as limited.
 func (v *vm) refuse(s *stream, d *limiter.Decision) proxywasm.Action {
-	cfg := s.root.cfg
-	v.reply.Reset()
-	v.reply.Add("content-type", cfg.ContentType)
+	v.startReply(s)
 	s.root.lim.AppendHeaders(&v.reply, d)
-	if st := v.sendReply(cfg); st != proxywasm.StatusOK {
-		proxywasm.Log(proxywasm.LogError, "tokengate: the local reply was not sent, the request continues: "+st.String())
-		return proxywasm.ActionContinue
-	}
-	s.replied = true
-	return proxywasm.ActionPause
+	return v.sendReply(s)
 }
 
-// sendReply sends the configuration's local reply with the headers in
-// v.reply.
-func (v *vm) sendReply(cfg *config.Config) proxywasm.Status {
+// startReply begins the headers of a local reply on s in v.reply.
+func (v *vm) startReply(s *stream) {
+	v.reply.Reset()
+	v.reply.Add("content-type", s.root.cfg.ContentType)
+}
+
+// sendReply sends the configuration's local reply on s with the headers in
+// v.reply and returns Pause; if the host refuses it, the stream continues
+// rather than staying paused with no answer (logged).
+func (v *vm) sendReply(s *stream) proxywasm.Action {
+	cfg := s.root.cfg
 	v.pairs = v.pairs[:0]
 	for i := 0; i < v.reply.Len(); i++ {
 		name, value := v.reply.At(i)
@@ -167,7 +168,12 @@ func (v *vm) sendReply(cfg *config.Config) proxywasm.Status {
 	}
 	v.encoded = proxywasm.AppendPairs(v.encoded[:0], v.pairs)
 	body := unsafe.Slice(unsafe.StringData(cfg.Body), len(cfg.Body))
-	return proxywasm.SendLocalResponse(cfg.Status, "tokengate_rate_limited", body, v.encoded)
+	if st := proxywasm.SendLocalResponse(cfg.Status, "tokengate_rate_limited", body, v.encoded); st != proxywasm.StatusOK {
+		proxywasm.Log(proxywasm.LogError, "tokengate: the local reply was not sent, the request continues: "+st.String())
+		return proxywasm.ActionContinue
+	}
+	s.replied = true
+	return proxywasm.ActionPause
 }
 
 // OnResponseHeaders adds the headers rendered when the request was decided.
