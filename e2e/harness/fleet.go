@@ -91,20 +91,23 @@ func StartFleet(ctx context.Context, spec *envoy.Spec, o FleetOptions) (*Fleet, 
 		return nil, err
 	}
 	progress("redis-server on %s (no persistence)", f.Redis.Addr)
-	grpcAddr := ""
-	if b := spec.RateLimitService.Backends[0]; net.ParseIP(b.Host).IsLoopback() && portFree(b.String()) {
-		grpcAddr = b.String()
+	grpc := spec.RateLimitService.Backends[0]
+	if !net.ParseIP(grpc.Host).IsLoopback() || !portFree(grpc.String()) {
+		port, err := FreePort()
+		if err != nil {
+			f.Stop()
+			return nil, err
+		}
+		grpc = envoy.Address{Host: "127.0.0.1", Port: uint32(port)}
 	}
-	if f.RLS, err = StartRateLimit(ctx, o.Parts.RateLimit, filepath.Join(o.Dir, "ratelimit"), conf, f.Redis.Addr, grpcAddr, o.Log); err != nil {
+	if f.RLS, err = StartRateLimit(ctx, o.Parts.RateLimit, filepath.Join(o.Dir, "ratelimit"), conf, f.Redis.Addr, grpc.String(), o.Log); err != nil {
 		f.Stop()
 		return nil, err
 	}
 	progress("ratelimit gRPC on %s, /json and /healthcheck on http://%s", f.RLS.GRPC, f.RLS.HTTP)
-	host, port, _ := net.SplitHostPort(f.RLS.GRPC)
-	p, _ := strconv.ParseUint(port, 10, 16)
 	for i := 0; i < o.Replicas; i++ {
 		rs := *spec
-		rs.RateLimitService = &envoy.RateLimitService{Backends: []envoy.Address{{Host: host, Port: uint32(p)}}}
+		rs.RateLimitService = &envoy.RateLimitService{Backends: []envoy.Address{grpc}}
 		if i < len(o.ListenPorts) {
 			rs.Listen.Port = uint32(o.ListenPorts[i])
 		} else if i > 0 || len(o.ListenPorts) > 0 {
