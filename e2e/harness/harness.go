@@ -248,19 +248,28 @@ func StartBackend(ctx context.Context, t Tools, addr, name string, tee io.Writer
 	if err != nil {
 		return nil, err
 	}
-	for {
-		if strings.Contains(p.Log(), "listening on ") {
-			return p, nil
-		}
+	if err := waitFor(ctx, p, "backend "+name+" listening on "+addr, func() bool {
+		return strings.Contains(p.Log(), "listening on ")
+	}); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// waitFor polls ready every 20ms until it holds. It fails when p exits
+// first, or when ctx ends, killing p then; both errors carry p's output.
+func waitFor(ctx context.Context, p *Process, what string, ready func() bool) error {
+	for !ready() {
 		select {
-		case <-p.done:
-			return nil, fmt.Errorf("backend %s exited: %v\n%s", name, p.err, p.Log())
+		case <-p.Done():
+			return fmt.Errorf("harness: %s exited: %v\n%s", p.Name, p.ExitErr(), p.Log())
 		case <-ctx.Done():
 			p.Kill()
-			return nil, fmt.Errorf("backend %s on %s not accepting: %w", name, addr, ctx.Err())
+			return fmt.Errorf("harness: waiting for %s: %w\n%s", what, ctx.Err(), p.Log())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
 // StartDataplane starts d on a bootstrap file with the given worker count (0: the data

@@ -69,22 +69,6 @@ func (r *Redis) Start(ctx context.Context) error {
 	return waitFor(ctx, p, "redis-server on "+r.Addr+" answering PING", func() bool { return redisPing(r.Addr) == nil })
 }
 
-// waitFor polls ready every 20ms until it holds. It fails when p exits
-// first, or when ctx ends, killing p then; both errors carry p's output.
-func waitFor(ctx context.Context, p *Process, what string, ready func() bool) error {
-	for !ready() {
-		select {
-		case <-p.Done():
-			return fmt.Errorf("harness: %s exited: %v\n%s", p.Name, p.ExitErr(), p.Log())
-		case <-ctx.Done():
-			p.Kill()
-			return fmt.Errorf("harness: waiting for %s: %w\n%s", what, ctx.Err(), p.Log())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
 // Stop stops the server (see Process.Stop).
 func (r *Redis) Stop() {
 	if r.Proc != nil {
