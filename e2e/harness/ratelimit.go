@@ -36,7 +36,7 @@ func FindRateLimit(root string) (string, error) {
 // concurrent Start/Stop.
 type RateLimit struct {
 	Bin   string
-	Dir   string // runtime root; the configuration is Dir/ratelimit/config/config.yaml
+	Dir   string // runtime root; the configuration is ConfigPath
 	GRPC  string // 127.0.0.1:port of the gRPC service (ShouldRateLimit)
 	HTTP  string // 127.0.0.1:port of /json and /healthcheck
 	Debug string // 127.0.0.1:port of the debug listener
@@ -50,14 +50,13 @@ type RateLimit struct {
 // grpcAddr ("" for a free 127.0.0.1 port) and waits until /healthcheck answers
 // 200.
 func StartRateLimit(ctx context.Context, bin, dir string, config []byte, redisAddr, grpcAddr string, tee io.Writer) (*RateLimit, error) {
-	cfgDir := filepath.Join(dir, "ratelimit", "config")
-	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(cfgDir, "config.yaml"), config, 0o644); err != nil {
-		return nil, err
-	}
 	rl := &RateLimit{Bin: bin, Dir: dir, Redis: redisAddr, GRPC: grpcAddr, tee: tee}
+	if err := os.MkdirAll(filepath.Dir(rl.ConfigPath()), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(rl.ConfigPath(), config, 0o644); err != nil {
+		return nil, err
+	}
 	for _, a := range []*string{&rl.GRPC, &rl.HTTP, &rl.Debug} {
 		if *a != "" {
 			continue
@@ -69,6 +68,12 @@ func StartRateLimit(ctx context.Context, bin, dir string, config []byte, redisAd
 		*a = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
 	return rl, rl.Start(ctx)
+}
+
+// ConfigPath is the service's configuration file: Dir/ratelimit/config/config.yaml, where
+// Env's RUNTIME_ variables say to read it.
+func (rl *RateLimit) ConfigPath() string {
+	return filepath.Join(rl.Dir, "ratelimit", "config", "config.yaml")
 }
 
 // Env returns the environment the service runs with: every listener on

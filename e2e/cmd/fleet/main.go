@@ -105,7 +105,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		f.Stop()
 		fmt.Fprintln(stdout, "fleet: stopped")
 	}()
-	confPath := filepath.Join(dir, "ratelimit", "ratelimit", "config", "config.yaml")
 	r1, r2 := f.Replicas[0], f.Replicas[len(f.Replicas)-1]
 	fmt.Fprintf(stdout, `
 tokengate's two tiers are running: %d replicas, one rate limit service (log: %s)
@@ -121,7 +120,7 @@ Try:
   curl -s -d '{"domain":"tokengate","descriptors":[{"entries":[{"key":"rule","value":"fleet-per-key"},{"key":"header:x-api-key","value":"demo"}]}]}' http://%s/json
 
 Press Ctrl-C to stop everything.
-`, len(f.Replicas), logPath, confPath, r1.Listen, r2.Listen, r1.Admin, f.RLS.HTTP)
+`, len(f.Replicas), logPath, f.RLS.ConfigPath(), r1.Listen, r2.Listen, r1.Admin, f.RLS.HTTP)
 	if err := f.Wait(ctx); err != nil {
 		fmt.Fprintf(stderr, "fleet: %v\n--- logs ---\n%s", err, f.Logs())
 		return 1
