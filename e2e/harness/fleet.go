@@ -53,17 +53,6 @@ func FindGlobalParts(root string) (GlobalParts, error) {
 	return GlobalParts{Redis: redis, RateLimit: rls}, nil
 }
 
-// ToolsAndDataplane builds the tools into dir and chooses the data plane
-// (BuildTools, then FindDataplane).
-func ToolsAndDataplane(ctx context.Context, root, dir string) (Tools, Dataplane, error) {
-	tools, err := BuildTools(ctx, root, dir)
-	if err != nil {
-		return Tools{}, Dataplane{}, err
-	}
-	dp, err := FindDataplane(tools.Envoysim)
-	return tools, dp, err
-}
-
 // StartFleet starts Redis, the rate limit service and the replicas of spec,
 // whose filter must have global rules. The service's gRPC listener is the
 // spec's first rate_limit_service backend when that is a free loopback

@@ -122,6 +122,50 @@ func BuildTools(ctx context.Context, root, dir string) (Tools, error) {
 	return t, nil
 }
 
+// ToolsAndDataplane builds the tools into dir and chooses the data plane
+// (BuildTools, then FindDataplane).
+func ToolsAndDataplane(ctx context.Context, root, dir string) (Tools, Dataplane, error) {
+	tools, err := BuildTools(ctx, root, dir)
+	if err != nil {
+		return Tools{}, Dataplane{}, err
+	}
+	dp, err := FindDataplane(tools.Envoysim)
+	return tools, dp, err
+}
+
+// Workdir is the output directory of a command that starts gateways (e2e/cmd): the tools
+// built into it, the data plane chosen and a log file every process also writes to.
+type Workdir struct {
+	Options        // Dir (absolute), Dataplane, Tools, Log; StartBackends set
+	LogPath string // Log's path
+	log     *os.File
+}
+
+// OpenWorkdir makes out absolute, builds the tools into out/bin, chooses the data plane
+// (ToolsAndDataplane) and creates the log file out/logName. Close closes the log.
+func OpenWorkdir(ctx context.Context, root, out, logName string) (*Workdir, error) {
+	dir, err := filepath.Abs(out)
+	if err != nil {
+		return nil, err
+	}
+	tools, dp, err := ToolsAndDataplane(ctx, root, filepath.Join(dir, "bin"))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	w := &Workdir{LogPath: filepath.Join(dir, logName)}
+	if w.log, err = os.Create(w.LogPath); err != nil {
+		return nil, err
+	}
+	w.Options = Options{Dir: dir, Dataplane: dp, Tools: tools, StartBackends: true, Log: w.log}
+	return w, nil
+}
+
+// Close closes the log file.
+func (w *Workdir) Close() error { return w.log.Close() }
+
 // BuildWasm builds the filter into path, like `make wasm`.
 func BuildWasm(ctx context.Context, root, path string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-trimpath", "-o", path, "./filter")

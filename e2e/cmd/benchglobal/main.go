@@ -76,29 +76,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if _, err := os.Stat(wasm); err != nil {
 		return fail("the filter module: %v (run make wasm)", err)
 	}
-	dir, err := filepath.Abs(*out)
-	if err != nil {
-		return fail("%v", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tools, dp, err := harness.ToolsAndDataplane(ctx, root, filepath.Join(dir, "bin"))
+	w, err := harness.OpenWorkdir(ctx, root, *out, "benchglobal.log")
 	if err != nil {
 		return fail("%v", err)
 	}
+	defer w.Close()
 	spec, err := benchSpec(wasm)
 	if err != nil {
 		return fail("%v", err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "benchglobal.log"))
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer logFile.Close()
-	f, err := harness.StartFleet(ctx, spec, harness.FleetOptions{
-		Options:  harness.Options{Dir: dir, Dataplane: dp, Tools: tools, StartBackends: true, Log: logFile},
-		Replicas: 1, Parts: parts,
-	})
+	f, err := harness.StartFleet(ctx, spec, harness.FleetOptions{Options: w.Options, Replicas: 1, Parts: parts})
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -132,7 +121,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		rps[p] = r
 	}
-	printTable(stdout, dp, *n, *clients, *duration, lat, rps)
+	printTable(stdout, w.Dataplane, *n, *clients, *duration, lat, rps)
 	return 0
 }
 

@@ -18,7 +18,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/tokengate/tokengate/e2e/harness"
@@ -61,27 +60,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	dir, err := filepath.Abs(*out)
-	if err != nil {
-		return fail("%v", err)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintln(stdout, "fleet: building the sample backend and envoysim ...")
-	tools, dp, err := harness.ToolsAndDataplane(ctx, root, filepath.Join(dir, "bin"))
+	w, err := harness.OpenWorkdir(ctx, root, *out, "fleet.log")
 	if err != nil {
 		return fail("%v", err)
 	}
-	fmt.Fprintln(stdout, "fleet: "+dp.Describe())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fail("%v", err)
-	}
-	logPath := filepath.Join(dir, "fleet.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer logFile.Close()
+	defer w.Close()
+	fmt.Fprintln(stdout, "fleet: "+w.Dataplane.Describe())
 	first := int(spec.Listen.Port)
 	if *port != 0 {
 		first = *port
@@ -94,7 +81,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ports[i] = first + i
 	}
 	f, err := harness.StartFleet(ctx, spec, harness.FleetOptions{
-		Options:  harness.Options{Dir: dir, Dataplane: dp, Tools: tools, StartBackends: true, Log: logFile},
+		Options:  w.Options,
 		Replicas: *replicas, Parts: parts, ListenPorts: ports, Out: stdout,
 	})
 	if err != nil {
@@ -120,7 +107,7 @@ Try:
   curl -s -d '{"domain":"tokengate","descriptors":[{"entries":[{"key":"rule","value":"fleet-per-key"},{"key":"header:x-api-key","value":"demo"}]}]}' http://%s/json
 
 Press Ctrl-C to stop everything.
-`, len(f.Replicas), logPath, f.RLS.ConfigPath(), r1.Listen, r2.Listen, r1.Admin, f.RLS.HTTP)
+`, len(f.Replicas), w.LogPath, f.RLS.ConfigPath(), r1.Listen, r2.Listen, r1.Admin, f.RLS.HTTP)
 	if err := f.Wait(ctx); err != nil {
 		fmt.Fprintf(stderr, "fleet: %v\n--- logs ---\n%s", err, f.Logs())
 		return 1

@@ -25,7 +25,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/tokengate/tokengate/e2e/harness"
@@ -81,36 +80,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	dir, err := filepath.Abs(*out)
-	if err != nil {
-		return fail("%v", err)
-	}
 	fmt.Fprintln(stdout, "gateway: building the sample backend and envoysim ...")
-	tools, err := harness.BuildTools(ctx, root, filepath.Join(dir, "bin"))
-	if err != nil {
-		return fail("%v", err)
-	}
-	dp, err := harness.FindDataplane(tools.Envoysim)
-	if err != nil {
-		return fail("%v", err)
-	}
-	logPath := filepath.Join(dir, "gateway.log")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fail("%v", err)
-	}
-	logFile, err := os.Create(logPath)
+	w, err := harness.OpenWorkdir(ctx, root, *out, "gateway.log")
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer func() {
-		if err := logFile.Close(); err != nil {
+		if err := w.Close(); err != nil {
 			fmt.Fprintf(stderr, "gateway: %v\n", err)
 		}
 	}()
-	fmt.Fprintf(stdout, "gateway: starting %d backends and %s ...\n", len(harness.BackendAddrs(spec)), dp.Kind)
-	g, err := harness.StartGateway(ctx, spec, harness.Options{
-		Dir: dir, Dataplane: dp, Tools: tools, StartBackends: true, Log: logFile,
-	})
+	fmt.Fprintf(stdout, "gateway: starting %d backends and %s ...\n", len(harness.BackendAddrs(spec)), w.Dataplane.Kind)
+	g, err := harness.StartGateway(ctx, spec, w.Options)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -119,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		g.Stop()
 		fmt.Fprintln(stdout, "gateway: stopped")
 	}()
-	fmt.Fprint(stdout, banner(g, filter, *specPath, logPath))
+	fmt.Fprint(stdout, banner(g, filter, *specPath, w.LogPath))
 	if err := g.Wait(ctx); err != nil {
 		fmt.Fprintf(stderr, "gateway: %v\n--- logs ---\n%s", err, g.Logs())
 		return 1
