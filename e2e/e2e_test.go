@@ -50,7 +50,7 @@ func setup(m *testing.M) int {
 	defer os.RemoveAll(tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if tools, err = harness.BuildTools(ctx, root, tmp); err != nil {
+	if tools, dp, err = harness.ToolsAndDataplane(ctx, root, tmp); err != nil {
 		return fail(err)
 	}
 	gateway = filepath.Join(tmp, "gateway")
@@ -58,9 +58,6 @@ func setup(m *testing.M) int {
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("go build ./e2e/cmd/gateway: %v\n%s", err, out))
-	}
-	if dp, err = harness.FindDataplane(tools.Envoysim); err != nil {
-		return fail(err)
 	}
 	fmt.Println("e2e: " + dp.Describe())
 	wasmPath = os.Getenv("TOKENGATE_WASM")
