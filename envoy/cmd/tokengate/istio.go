@@ -1,13 +1,12 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/tokengate/tokengate/envoy"
+	"github.com/tokengate/tokengate/internal/oci"
 )
 
 // runIstio: tokengate istio (-config FILE | -spec FILE) -url URL [...].
@@ -66,8 +65,7 @@ func runIstio(e *env, args []string) int {
 			e.errorf("istio: %v", err)
 			return exitUsage
 		}
-		sum := sha256.Sum256(module)
-		opts.ModuleSHA256 = hex.EncodeToString(sum[:])
+		opts.ModuleSHA256 = oci.SHA256(module)
 		if !strings.HasPrefix(opts.URL, "oci://") {
 			if opts.SHA256 != "" && opts.SHA256 != opts.ModuleSHA256 {
 				e.errorf("istio: -sha256 %s is not the sha256 of %s (%s)", opts.SHA256, *wasmPath, opts.ModuleSHA256)
