@@ -104,17 +104,18 @@ const (
 	cachedBudget  = 2 // a refusal from the denial cache, as a multiple of a local refusal (issue 8)
 )
 
-// budget judges the worst run against a limit (and an optional goal).
-func budget(worst, limit, goal float64) string {
+// budget judges the worst run against a limit (and an optional goal), both
+// multiples of the measure named by of.
+func budget(worst, limit, goal float64, of string) string {
 	switch {
 	case goal > 0 && worst <= goal:
-		return fmt.Sprintf("<= %gx nothing (goal %gx): met", limit, goal)
+		return fmt.Sprintf("<= %gx %s (goal %gx): met", limit, of, goal)
 	case worst <= limit && goal == 0:
-		return fmt.Sprintf("<= %gx nothing: met", limit)
+		return fmt.Sprintf("<= %gx %s: met", limit, of)
 	case worst <= limit:
-		return fmt.Sprintf("<= %gx nothing: met; goal %gx: missed", limit, goal)
+		return fmt.Sprintf("<= %gx %s: met; goal %gx: missed", limit, of, goal)
 	}
-	return fmt.Sprintf("<= %gx nothing: MISSED (%.1fx)", limit, worst)
+	return fmt.Sprintf("<= %gx %s: MISSED (%.1fx)", limit, of, worst)
 }
 
 func table(in runs) ([]row, []string) {
@@ -140,7 +141,7 @@ func table(in runs) ([]row, []string) {
 			overFloor := spanOf(paths, func(r result) float64 { return r.metrics["ns/"+name] / r.metrics["ns/floor"] })
 			target := ""
 			if limit > 0 {
-				target = budget(x.max, limit, goal)
+				target = budget(x.max, limit, goal, "nothing")
 			}
 			rows = append(rows, row{what, us(name), x.format(1, "%.1f", "x") + "; " + overFloor.format(1, "%.1f", "x floor"), target})
 		}
@@ -150,11 +151,7 @@ func table(in runs) ([]row, []string) {
 		if _, ok := paths[0].metrics["ns/cached"]; ok {
 			request("cached", "denied from the global tier's denial cache (no RLS call)", 0, 0)
 			vsDenied := spanOf(paths, metric("x-denied/cached"))
-			verdict := fmt.Sprintf("<= %gx denied: met", float64(cachedBudget))
-			if vsDenied.max > cachedBudget {
-				verdict = fmt.Sprintf("<= %gx denied: MISSED (%.1fx)", float64(cachedBudget), vsDenied.max)
-			}
-			rows = append(rows, row{"  denial cache vs local refusal (same run)", vsDenied.format(1, "%.2f", "x denied"), "", verdict})
+			rows = append(rows, row{"  denial cache vs local refusal (same run)", vsDenied.format(1, "%.2f", "x denied"), "", budget(vsDenied.max, cachedBudget, 0, "denied")})
 		}
 	}
 	if r, ok := get("AllowedPhases"); ok {

@@ -55,7 +55,7 @@ func TestBudget(t *testing.T) {
 		{15, 16, 0, "<= 16x nothing: met"},
 		{16.5, 16, 0, "<= 16x nothing: MISSED (16.5x)"},
 	} {
-		if got := budget(tt.worst, tt.limit, tt.goal); got != tt.want {
+		if got := budget(tt.worst, tt.limit, tt.goal, "nothing"); got != tt.want {
 			t.Errorf("budget(%v, %v, %v) = %q, want %q", tt.worst, tt.limit, tt.goal, got, tt.want)
 		}
 	}
