@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"time"
 
@@ -259,13 +260,11 @@ func makeRetryPolicy(retries int) (*routev3.RetryPolicy, error) {
 // active health checks, outlier detection, and no panic mode.
 func makeCluster(r *Route) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
-		Name:                 r.Name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		ConnectTimeout:       durationpb.New(connectTimeout),
-		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-		LoadAssignment:       makeLoadAssignment(r),
-		HealthChecks:         []*corev3.HealthCheck{makeHealthCheck(r.HealthCheck)},
-		OutlierDetection:     makeOutlierDetection(),
+		Name:             r.Name,
+		ConnectTimeout:   durationpb.New(connectTimeout),
+		LbPolicy:         clusterv3.Cluster_ROUND_ROBIN,
+		HealthChecks:     []*corev3.HealthCheck{makeHealthCheck(r.HealthCheck)},
+		OutlierDetection: makeOutlierDetection(),
 		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{
 			// 0 turns panic mode off. With the default 50%, once fewer than
 			// half of the hosts are healthy (2 of 3 down) Envoy ignores
@@ -276,31 +275,29 @@ func makeCluster(r *Route) *clusterv3.Cluster {
 			HealthyPanicThreshold: &typev3.Percent{Value: 0},
 		},
 	}
-	if !allIP(r.Backends) {
-		// Host names are resolved, and re-resolved, by Envoy; every address
-		// a name resolves to becomes an endpoint. V4_PREFERRED: "localhost"
-		// should reach a backend that listens on 127.0.0.1 only.
-		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
-		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
-	}
-	return c
-}
-
-func allIP(bs []Backend) bool {
-	for _, b := range bs {
-		if !b.IsIP() {
-			return false
-		}
-	}
-	return true
-}
-
-func makeLoadAssignment(r *Route) *endpointv3.ClusterLoadAssignment {
 	addrs := make([]Address, 0, len(r.Backends))
 	for _, b := range r.Backends {
 		addrs = append(addrs, b.Address())
 	}
-	return loadAssignment(r.Name, addrs)
+	setEndpoints(c, addrs)
+	return c
+}
+
+// setEndpoints gives c one endpoint per address, found as written when
+// every host is an IP literal (STATIC), else by DNS (STRICT_DNS): host names
+// are resolved, and re-resolved, by Envoy; every address a name resolves to
+// becomes an endpoint. V4_PREFERRED: "localhost" should reach a backend that
+// listens on 127.0.0.1 only.
+func setEndpoints(c *clusterv3.Cluster, addrs []Address) {
+	c.LoadAssignment = loadAssignment(c.Name, addrs)
+	c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+	for _, a := range addrs {
+		if net.ParseIP(a.Host) == nil {
+			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
+			c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
+			return
+		}
+	}
 }
 
 // loadAssignment returns one locality with an endpoint per address.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -97,22 +96,14 @@ func makeRateLimitCluster(s *Spec) (*clusterv3.Cluster, error) {
 		return nil, fmt.Errorf("envoy: pack rate limit service protocol options: %w", err)
 	}
 	c := &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		ConnectTimeout:       durationpb.New(connectTimeout),
-		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-		LoadAssignment:       loadAssignment(name, s.RateLimitService.Backends),
-		OutlierDetection:     makeOutlierDetection(),
+		Name:             name,
+		ConnectTimeout:   durationpb.New(connectTimeout),
+		LbPolicy:         clusterv3.Cluster_ROUND_ROBIN,
+		OutlierDetection: makeOutlierDetection(),
 		TypedExtensionProtocolOptions: map[string]*anypb.Any{
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2,
 		},
 	}
-	for _, a := range s.RateLimitService.Backends {
-		if net.ParseIP(a.Host) == nil {
-			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
-			c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
-			break
-		}
-	}
+	setEndpoints(c, s.RateLimitService.Backends)
 	return c, nil
 }

@@ -100,9 +100,6 @@ type Backend struct {
 // Address returns the backend's host and port.
 func (b Backend) Address() Address { return Address{Host: b.Host, Port: b.Port} }
 
-// IsIP reports whether the backend's host is an IP literal (no DNS needed).
-func (b Backend) IsIP() bool { return net.ParseIP(b.Host) != nil }
-
 // HealthCheck is an active HTTP health check. A host turns unhealthy after
 // UnhealthyThreshold failed checks in a row and healthy again after
 // HealthyThreshold passed ones. A check passes on a 200 response.
