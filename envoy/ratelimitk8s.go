@@ -6,8 +6,6 @@ import (
 	"strconv"
 
 	"sigs.k8s.io/yaml"
-
-	"github.com/tokengate/tokengate/internal/config"
 )
 
 // IstioClusterDomain is the DNS domain of a Kubernetes cluster, as Istio puts
@@ -98,11 +96,11 @@ func RateLimitManifests(filter []byte, o RateLimitK8sOptions) ([]byte, error) {
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
-	conf, err := RateLimitConfig(filter)
+	cfg, err := parseGlobal(filter)
 	if err != nil {
 		return nil, err
 	}
-	cfg, _ := config.Parse(filter) // RateLimitConfig parsed it already
+	conf := rateLimitConfig(cfg)
 	if want := IstioClusterName(o.Name, o.Namespace, RateLimitGRPCPort); cfg.RateLimitService.Cluster != want {
 		ps.addf("filter.rate_limit_service.cluster", "%q is not the cluster Istio gives the Service %s in namespace %s: use %q",
 			cfg.RateLimitService.Cluster, o.Name, o.Namespace, want)
