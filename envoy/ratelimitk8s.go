@@ -186,15 +186,10 @@ func RateLimitManifests(filter []byte, o RateLimitK8sOptions) ([]byte, error) {
 // checkDNSLabel returns what keeps s from being a Kubernetes object name of
 // at most max characters (an RFC 1123 label), or "".
 func checkDNSLabel(s string, max int) string {
-	ok := s != "" && len(s) <= max && s[0] != '-' && s[len(s)-1] != '-'
-	for i := 0; ok && i < len(s); i++ {
-		c := s[i]
-		ok = c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-'
+	if len(s) <= max && dns1123Label.MatchString(s) {
+		return ""
 	}
-	if !ok {
-		return fmt.Sprintf("%q must be at most %d lower-case letters, digits and '-', starting and ending with a letter or digit", s, max)
-	}
-	return ""
+	return fmt.Sprintf("%q must be at most %d lower-case letters, digits and '-', starting and ending with a letter or digit", s, max)
 }
 
 // k8sObject returns a Kubernetes object with its metadata and the fields of rest.
