@@ -105,23 +105,33 @@ func (ps *problems) rateLimitService(path string, v gjson.Result) *RateLimitServ
 		return rls
 	}
 	if v, ok := o.Get("backends"); ok {
-		if !v.IsArray() {
-			ps.addf(path+".backends", "must be an array of host:port addresses (the service's gRPC port), got %s", config.Kind(v))
-		}
-		for i, item := range v.Array() {
-			bpath := fmt.Sprintf("%s.backends[%d]", path, i)
-			var a Address
-			if item.Type != gjson.String {
-				ps.addf(bpath, "must be a string (host:port), got %s", config.Kind(item))
-			} else if parsed, err := parseAddress(item.Str); err != nil {
-				ps.addf(bpath, "%v", err)
-			} else {
-				a = parsed
-			}
-			rls.Backends = append(rls.Backends, a)
-		}
+		rls.Backends = stringList(ps, path+".backends", v, "host:port addresses (the service's gRPC port)", "host:port", parseAddress)
 	}
 	return rls
+}
+
+// stringList decodes an array of strings, each read by parse; list and item
+// say what the array and an item hold, for the messages. An item that is
+// not a string, or that parse refuses, still yields a zero T, so the indexes
+// of the others stay right.
+func stringList[T any](ps *problems, path string, v gjson.Result, list, item string, parse func(string) (T, error)) []T {
+	if !v.IsArray() {
+		ps.addf(path, "must be an array of %s, got %s", list, config.Kind(v))
+	}
+	var out []T
+	for i, it := range v.Array() {
+		ipath := fmt.Sprintf("%s[%d]", path, i)
+		var t T
+		if it.Type != gjson.String {
+			ps.addf(ipath, "must be a string (%s), got %s", item, config.Kind(it))
+		} else if parsed, err := parse(it.Str); err != nil {
+			ps.addf(ipath, "%v", err)
+		} else {
+			t = parsed
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // filterJSON re-encodes the filter block as compact JSON with sorted keys,
@@ -168,21 +178,7 @@ func (ps *problems) route(path string, v gjson.Result) Route {
 	r.Name, _ = o.Str("name")
 	r.Prefix, _ = o.Str("prefix")
 	if v, ok := o.Get("backends"); ok {
-		if !v.IsArray() {
-			ps.addf(path+".backends", "must be an array of backends (host:port or http:// URLs), got %s", config.Kind(v))
-		}
-		for i, item := range v.Array() {
-			bpath := fmt.Sprintf("%s.backends[%d]", path, i)
-			var b Backend
-			if item.Type != gjson.String {
-				ps.addf(bpath, "must be a string (host:port or an http:// URL), got %s", config.Kind(item))
-			} else if parsed, err := parseBackend(item.Str); err != nil {
-				ps.addf(bpath, "%v", err)
-			} else {
-				b = parsed
-			}
-			r.Backends = append(r.Backends, b)
-		}
+		r.Backends = stringList(ps, path+".backends", v, "backends (host:port or http:// URLs)", "host:port or an http:// URL", parseBackend)
 	}
 	if v, ok := o.Get("health_check"); ok {
 		r.HealthCheck = ps.healthCheck(path+".health_check", v)
