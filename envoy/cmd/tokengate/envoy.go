@@ -106,11 +106,10 @@ func wasmHint(s *envoy.Spec, p, specPath string) string {
 	default:
 		where = fmt.Sprintf("%q is relative to the spec's directory %s", s.Wasm, filepath.Dir(specPath))
 	}
-	const built = "build/tokengate.wasm"
-	if root, ok := strings.CutSuffix(filepath.ToSlash(p), "/"+built); ok {
+	if root, ok := strings.CutSuffix(filepath.ToSlash(p), "/"+defaultWasm); ok {
 		return where + "; to build it there, run make wasm in " + filepath.FromSlash(root)
 	}
-	return where + "; make wasm in a tokengate checkout builds " + built
+	return where + "; make wasm in a tokengate checkout builds " + defaultWasm
 }
 
 // writeOutput writes out to path, or to standard output when path is "".
