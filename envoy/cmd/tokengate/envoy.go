@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,8 +51,8 @@ func readSpec(e *env, path string) (*envoy.Spec, int) {
 	)
 	if path == "" || path == "-" {
 		var data []byte
-		if data, err = io.ReadAll(e.stdin); err != nil {
-			e.errorf("read standard input: %v", err)
+		if data, err = readInput(e, "-"); err != nil {
+			e.errorf("%v", err)
 			return nil, exitUsage
 		}
 		if s, err = envoy.ParseSpec(data); err != nil {
