@@ -170,25 +170,7 @@ func (f *Fleet) Logs() string {
 func (f *Fleet) Wait(ctx context.Context) error {
 	procs := []*Process{f.RLS.Proc, f.Redis.Proc}
 	for _, g := range f.Replicas {
-		procs = append(procs, g.Proxy)
-		for _, b := range g.Backends {
-			procs = append(procs, b)
-		}
+		procs = append(procs, g.procs()...)
 	}
-	exited := make(chan *Process, len(procs))
-	for _, p := range procs {
-		go func(p *Process) {
-			select {
-			case <-p.Done():
-				exited <- p
-			case <-ctx.Done():
-			}
-		}(p)
-	}
-	select {
-	case <-ctx.Done():
-		return nil
-	case p := <-exited:
-		return fmt.Errorf("%s exited: %v", p.Name, p.ExitErr())
-	}
+	return waitAny(ctx, procs)
 }

@@ -205,23 +205,33 @@ func (g *Gateway) Logs() string {
 
 // Wait blocks until ctx ends or a process the gateway started exits by itself, which it
 // reports as an error.
-func (g *Gateway) Wait(ctx context.Context) error {
-	exited := make(chan *Process, 1+len(g.Backends))
-	watch := func(p *Process) {
-		select {
-		case <-p.Done():
-			exited <- p
-		case <-ctx.Done():
-		}
-	}
-	go watch(g.Proxy)
+func (g *Gateway) Wait(ctx context.Context) error { return waitAny(ctx, g.procs()) }
+
+// procs are the processes the gateway started: the data plane, then the backends.
+func (g *Gateway) procs() []*Process {
+	procs := []*Process{g.Proxy}
 	for _, p := range g.Backends {
-		go watch(p)
+		procs = append(procs, p)
+	}
+	return procs
+}
+
+// waitAny blocks until ctx ends (nil) or one of procs exits by itself (an error naming it).
+func waitAny(ctx context.Context, procs []*Process) error {
+	exited := make(chan *Process, len(procs))
+	for _, p := range procs {
+		go func() {
+			select {
+			case <-p.Done():
+				exited <- p
+			case <-ctx.Done():
+			}
+		}()
 	}
 	select {
 	case <-ctx.Done():
 		return nil
 	case p := <-exited:
-		return errors.New(p.Name + " exited: " + fmt.Sprint(p.ExitErr()))
+		return fmt.Errorf("%s exited: %v", p.Name, p.ExitErr())
 	}
 }

@@ -143,3 +143,27 @@ func TestPortsInUse(t *testing.T) {
 		t.Fatalf("nothing busy: %v", err)
 	}
 }
+
+// TestWaitAny: a process that exits by itself is reported by name; an ended context is not
+// an error.
+func TestWaitAny(t *testing.T) {
+	long, err := Start("long", nil, "/bin/sh", "-c", "sleep 30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Stop()
+	short, err := Start("short", nil, "/bin/sh", "-c", "exit 3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := waitAny(ctx, []*Process{long, short}); err == nil || !strings.HasPrefix(err.Error(), "short exited: ") {
+		t.Fatalf("got %v, want short's exit", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := waitAny(ctx, []*Process{long}); err != nil {
+		t.Fatalf("ended context: got %v", err)
+	}
+}
