@@ -78,13 +78,9 @@ func setup(m *testing.M) int {
 // specDoc returns a gateway spec on free ports with n backends on free ports.
 func specDoc(t *testing.T, concurrency, backends int, filter string) string {
 	t.Helper()
-	ports := make([]int, 2+backends)
-	for i := range ports {
-		p, err := harness.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
+	ports, err := harness.FreePorts(2 + backends)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var bs []string
 	for _, p := range ports[2:] {

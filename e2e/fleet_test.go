@@ -19,13 +19,9 @@ import (
 // prefixes' backend, on free ports.
 func fleetSpec(t *testing.T, limit int, timeout, failureMode string) *envoy.Spec {
 	t.Helper()
-	ports := make([]int, 3)
-	for i := range ports {
-		p, err := harness.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
+	ports, err := harness.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
 	}
 	filter := fmt.Sprintf(`{"rules":[
   {"name":"local-per-ip","match":{"path_prefix":"/local"},"key":["remote_address"],"capacity":3,"refill":3,"interval":"1m"},

@@ -187,6 +187,19 @@ func FreePort() (int, error) {
 	return port, l.Close()
 }
 
+// FreePorts returns n TCP ports that were free on 127.0.0.1 a moment ago (see FreePort).
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	for i := range ports {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = p
+	}
+	return ports, nil
+}
+
 // Process is a child process with its output kept for when something fails.
 type Process struct {
 	Name string

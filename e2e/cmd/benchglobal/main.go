@@ -128,13 +128,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 // benchSpec is one replica with a route for every path, a local rule on
 // /local and a global rule on /global, neither ever refusing.
 func benchSpec(wasm string) (*envoy.Spec, error) {
-	var ports [3]int
-	for i := range ports {
-		p, err := harness.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = p
+	ports, err := harness.FreePorts(3)
+	if err != nil {
+		return nil, err
 	}
 	doc := fmt.Sprintf(`listen: 127.0.0.1:%d
 admin: 127.0.0.1:%d
