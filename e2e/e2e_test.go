@@ -54,10 +54,8 @@ func setup(m *testing.M) int {
 		return fail(err)
 	}
 	gateway = filepath.Join(tmp, "gateway")
-	build := exec.CommandContext(ctx, "go", "build", "-o", gateway, "./e2e/cmd/gateway")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("go build ./e2e/cmd/gateway: %v\n%s", err, out))
+	if err := harness.GoBuild(ctx, root, gateway, "./e2e/cmd/gateway"); err != nil {
+		return fail(err)
 	}
 	fmt.Println("e2e: " + dp.Describe())
 	wasmPath = os.Getenv("TOKENGATE_WASM")

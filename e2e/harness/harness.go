@@ -113,13 +113,21 @@ type Tools struct {
 func BuildTools(ctx context.Context, root, dir string) (Tools, error) {
 	t := Tools{Backend: filepath.Join(dir, "backend"), Envoysim: filepath.Join(dir, "envoysim")}
 	for bin, pkg := range map[string]string{t.Backend: "./e2e/backend", t.Envoysim: "./internal/envoysim/cmd/envoysim"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return Tools{}, fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		if err := GoBuild(ctx, root, bin, pkg); err != nil {
+			return Tools{}, err
 		}
 	}
 	return t, nil
+}
+
+// GoBuild builds the package pkg of the module at root into the executable bin.
+func GoBuild(ctx context.Context, root, bin, pkg string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return nil
 }
 
 // ToolsAndDataplane builds the tools into dir and chooses the data plane
