@@ -55,12 +55,17 @@ func WriteBootstrap(spec *envoy.Spec, dir string) (string, error) {
 	return path, os.WriteFile(path, y, 0o644)
 }
 
-func dialable(a envoy.Address) string {
-	host := a.Host
+// Dialable turns a listening address (host:port) into one to connect to: 0.0.0.0 (or ::)
+// becomes 127.0.0.1.
+func Dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return net.JoinHostPort(host, strconv.FormatUint(uint64(a.Port), 10))
+	return net.JoinHostPort(host, port)
 }
 
 // StartGateway writes the bootstrap, starts the backends and the data plane, and waits until
@@ -86,7 +91,7 @@ func StartGateway(ctx context.Context, spec *envoy.Spec, o Options) (*Gateway, e
 	}
 	g := &Gateway{
 		Spec: spec, Bootstrap: path, Dataplane: o.Dataplane, opts: o,
-		Listen: dialable(spec.Listen), Admin: dialable(spec.Admin),
+		Listen: Dialable(spec.Listen.String()), Admin: Dialable(spec.Admin.String()),
 		Backends: map[string]*Process{}, Order: BackendAddrs(spec), Names: map[string]string{},
 	}
 	for i, addr := range g.Order {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,9 +143,9 @@ func tryLines(g *harness.Gateway, filter *config.Config) []string {
 			"# counters: decisions per rule, upstream requests, healthy backends",
 			fmt.Sprintf("curl -s http://%s/stats | grep -e tokengate -e upstream_rq_total -e membership_healthy", g.Admin),
 			fmt.Sprintf("# failover: fail %s's health check, watch traffic leave it, restore it, watch it come back", g.Names[b1]),
-			fmt.Sprintf("curl -s -X POST 'http://%s/admin/health?fail=1'", dialable(b1)),
+			fmt.Sprintf("curl -s -X POST 'http://%s/admin/health?fail=1'", harness.Dialable(b1)),
 			fmt.Sprintf("for i in $(seq 6); do curl -s -D- -o /dev/null %shttp://%s%s/watch | grep -i '^x-served-by'; sleep 2; done", iface(4), l, path),
-			fmt.Sprintf("curl -s -X POST 'http://%s/admin/health?fail=0'", dialable(b1)),
+			fmt.Sprintf("curl -s -X POST 'http://%s/admin/health?fail=0'", harness.Dialable(b1)),
 			fmt.Sprintf("for i in $(seq 6); do curl -s -D- -o /dev/null %shttp://%s%s/watch | grep -i '^x-served-by'; sleep 2; done", iface(4), l, path))
 	}
 	return out
@@ -172,16 +171,4 @@ func routePrefix(g *harness.Gateway, addr string) string {
 		}
 	}
 	return "/"
-}
-
-// dialable turns a listening address into one to connect to (0.0.0.0 becomes 127.0.0.1).
-func dialable(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }
