@@ -60,8 +60,11 @@ run: wasm
 	build/gateway/bin/gateway -spec envoy/examples/gateway.yaml -host '$(HOST)' -port $(PORT) -admin-port $(ADMIN_PORT) -backend-port $(BACKEND_PORT) -out build/gateway
 
 ## run-global: the two-tier example (envoy/examples/global.yaml): Redis, envoyproxy/ratelimit and two replicas on ports $(PORT) and $(PORT)+1; needs redis-server
+# HAVE_REDIS: a shell test that a redis-server can be started, as the harness finds one
+# (REDIS_SERVER_BIN, else redis-server on PATH or in /usr/bin).
+HAVE_REDIS = { test -x "$(REDIS_SERVER_BIN)" || command -v redis-server >/dev/null || test -x /usr/bin/redis-server; }
 run-global: wasm
-	@command -v redis-server >/dev/null || test -x /usr/bin/redis-server || \
+	@$(HAVE_REDIS) || \
 	  { echo 'make run-global needs Redis: install it with apt-get install redis-server (or set REDIS_SERVER_BIN); make run needs nothing but Go'; exit 1; }
 	@$(MAKE) --no-print-directory $(RATELIMIT)
 	@mkdir -p build/fleet/bin
@@ -91,7 +94,7 @@ bench: wasm
 
 ## bench-global: a global rule with a warm envoyproxy/ratelimit + Redis on localhost (p50/p99, requests/s) beside a local rule and no rule; needs redis-server
 bench-global: wasm
-	@if command -v redis-server >/dev/null || test -x /usr/bin/redis-server; then \
+	@if $(HAVE_REDIS); then \
 	  $(MAKE) --no-print-directory $(RATELIMIT) && \
 	  TOKENGATE_WASM=$(CURDIR)/$(WASM) RATELIMIT_BIN=$(CURDIR)/$(RATELIMIT) $(GO) run ./e2e/cmd/benchglobal -out build/benchglobal > build/bench-global.md && \
 	  cat build/bench-global.md; \
