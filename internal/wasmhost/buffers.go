@@ -68,11 +68,7 @@ func hostGetBufferStatus(vm *VM, s []uint64) {
 		setStatus(s, st)
 		return
 	}
-	if !vm.mem.WriteUint32Le(u32(s, 1), uint32(len(*buf))) || !vm.mem.WriteUint32Le(u32(s, 2), 0) {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
-	}
-	setStatus(s, StatusOK)
+	setStatus(s, memStatus(vm.mem.WriteUint32Le(u32(s, 1), uint32(len(*buf))) && vm.mem.WriteUint32Le(u32(s, 2), 0)))
 }
 
 // hostSetBufferBytes follows Envoy: start 0 and length 0 prepends, start 0 and length >= size

@@ -51,11 +51,7 @@ func (c *FakeClock) Advance(d time.Duration) {
 }
 
 func hostGetCurrentTime(vm *VM, s []uint64) {
-	if !vm.mem.WriteUint64Le(u32(s, 0), uint64(vm.p.clock.Now().UnixNano())) {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
-	}
-	setStatus(s, StatusOK)
+	setStatus(s, memStatus(vm.mem.WriteUint64Le(u32(s, 0), uint64(vm.p.clock.Now().UnixNano()))))
 }
 
 func hostSetTickPeriod(vm *VM, s []uint64) {

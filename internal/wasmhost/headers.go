@@ -261,9 +261,5 @@ func hostGetHeaderMapSize(vm *VM, s []uint64) {
 	for _, kv := range *h {
 		n += len(kv[0]) + len(kv[1])
 	}
-	if !vm.mem.WriteUint32Le(u32(s, 1), uint32(n)) {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
-	}
-	setStatus(s, StatusOK)
+	setStatus(s, memStatus(vm.mem.WriteUint32Le(u32(s, 1), uint32(n))))
 }

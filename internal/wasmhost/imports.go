@@ -132,6 +132,15 @@ func u32(s []uint64, i int) uint32 { return api.DecodeU32(s[i]) }
 // setStatus stores a proxy-wasm host call's result.
 func setStatus(s []uint64, st Status) { s[0] = uint64(st) }
 
+// memStatus is the result of a host call whose last step wrote to guest memory: OK if the
+// writes succeeded (ok), else INVALID_MEMORY_ACCESS.
+func memStatus(ok bool) Status {
+	if ok {
+		return StatusOK
+	}
+	return StatusInvalidMemoryAccess
+}
+
 func hostUnimplemented(_ *VM, s []uint64) { setStatus(s, StatusUnimplemented) }
 
 // hostCallForeignFunction knows no foreign function: every name is NOT_FOUND.

@@ -53,11 +53,7 @@ func hostLog(vm *VM, s []uint64) {
 }
 
 func hostGetLogLevel(vm *VM, s []uint64) {
-	if !vm.mem.WriteUint32Le(u32(s, 0), uint32(vm.p.cfg.LogLevel)) {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
-	}
-	setStatus(s, StatusOK)
+	setStatus(s, memStatus(vm.mem.WriteUint32Le(u32(s, 0), uint32(vm.p.cfg.LogLevel))))
 }
 
 // logString delivers a log line to the plugin's Log function and the canary capture.

@@ -174,11 +174,7 @@ func hostDefineMetric(vm *VM, s []uint64) {
 	m := vm.p.metrics.define(typ, string(name))
 	vm.metricSlots[typ] = append(vm.metricSlots[typ], m)
 	id := uint32(len(vm.metricSlots[typ]))<<2 | typ
-	if !vm.mem.WriteUint32Le(u32(s, 3), id) {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
-	}
-	setStatus(s, StatusOK)
+	setStatus(s, memStatus(vm.mem.WriteUint32Le(u32(s, 3), id)))
 }
 
 func (vm *VM) metricByID(id uint32) *metric {
@@ -235,9 +231,7 @@ func hostGetMetric(vm *VM, s []uint64) {
 		setStatus(s, StatusNotFound)
 	case m.kind == metricHistogram:
 		setStatus(s, StatusBadArgument)
-	case !vm.mem.WriteUint64Le(u32(s, 1), uint64(m.value.Load())):
-		setStatus(s, StatusInvalidMemoryAccess)
 	default:
-		setStatus(s, StatusOK)
+		setStatus(s, memStatus(vm.mem.WriteUint64Le(u32(s, 1), uint64(m.value.Load()))))
 	}
 }

@@ -292,11 +292,7 @@ func hostGetSharedData(vm *VM, s []uint64) {
 		setStatus(s, st)
 		return
 	}
-	if !vm.mem.WriteUint32Le(u32(s, 4), cas) {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
-	}
-	setStatus(s, StatusOK)
+	setStatus(s, memStatus(vm.mem.WriteUint32Le(u32(s, 4), cas)))
 }
 
 func hostSetSharedData(vm *VM, s []uint64) {

@@ -439,10 +439,7 @@ func (vm *VM) writeOut(data []byte, ptrSlot, sizeSlot uint32) Status {
 			return StatusInvalidMemoryAccess
 		}
 	}
-	if !vm.mem.WriteUint32Le(ptrSlot, ptr) || !vm.mem.WriteUint32Le(sizeSlot, uint32(len(data))) {
-		return StatusInvalidMemoryAccess
-	}
-	return StatusOK
+	return memStatus(vm.mem.WriteUint32Le(ptrSlot, ptr) && vm.mem.WriteUint32Le(sizeSlot, uint32(len(data))))
 }
 
 // read returns a view of guest memory; it is invalid after any call into the guest.

@@ -56,12 +56,17 @@ func wasiFunctions() []hostFunc {
 
 func setErrno(s []uint64, errno uint32) { s[0] = uint64(errno) }
 
-func wasiArgsSizesGet(vm *VM, s []uint64) {
-	if !vm.mem.WriteUint32Le(u32(s, 0), 0) || !vm.mem.WriteUint32Le(u32(s, 1), 0) {
-		setErrno(s, errnoFault)
-		return
+// memErrno is memStatus for WASI: success if the closing writes to guest memory succeeded
+// (ok), else EFAULT.
+func memErrno(ok bool) uint32 {
+	if ok {
+		return errnoSuccess
 	}
-	setErrno(s, errnoSuccess)
+	return errnoFault
+}
+
+func wasiArgsSizesGet(vm *VM, s []uint64) {
+	setErrno(s, memErrno(vm.mem.WriteUint32Le(u32(s, 0), 0) && vm.mem.WriteUint32Le(u32(s, 1), 0)))
 }
 
 // environ returns the configured environment as sorted "K=V" strings.
@@ -80,11 +85,7 @@ func wasiEnvironSizesGet(vm *VM, s []uint64) {
 	for _, e := range env {
 		size += len(e) + 1
 	}
-	if !vm.mem.WriteUint32Le(u32(s, 0), uint32(len(env))) || !vm.mem.WriteUint32Le(u32(s, 1), uint32(size)) {
-		setErrno(s, errnoFault)
-		return
-	}
-	setErrno(s, errnoSuccess)
+	setErrno(s, memErrno(vm.mem.WriteUint32Le(u32(s, 0), uint32(len(env))) && vm.mem.WriteUint32Le(u32(s, 1), uint32(size))))
 }
 
 func wasiEnvironGet(vm *VM, s []uint64) {
@@ -113,11 +114,7 @@ func wasiClockTimeGet(vm *VM, s []uint64) {
 		setErrno(s, errnoNotsup)
 		return
 	}
-	if !vm.mem.WriteUint64Le(u32(s, 2), uint64(t)) {
-		setErrno(s, errnoFault)
-		return
-	}
-	setErrno(s, errnoSuccess)
+	setErrno(s, memErrno(vm.mem.WriteUint64Le(u32(s, 2), uint64(t))))
 }
 
 // wasiFdFdstatGet answers for stdout and stderr only, like Envoy: a zero fdstat with the
@@ -130,11 +127,7 @@ func wasiFdFdstatGet(vm *VM, s []uint64) {
 	}
 	var st [24]byte
 	binary.LittleEndian.PutUint64(st[8:], 64) // __WASI_RIGHTS_FD_WRITE
-	if !vm.mem.Write(u32(s, 1), st[:]) {
-		setErrno(s, errnoFault)
-		return
-	}
-	setErrno(s, errnoSuccess)
+	setErrno(s, memErrno(vm.mem.Write(u32(s, 1), st[:])))
 }
 
 // wasiFdWrite turns each write to fd 1 or 2 into one info or error log message, without
@@ -168,20 +161,12 @@ func wasiFdWrite(vm *VM, s []uint64) {
 		}
 		vm.logBytes(fdLevel(fd), msg)
 	}
-	if !vm.mem.WriteUint32Le(out, total) {
-		setErrno(s, errnoFault)
-		return
-	}
-	setErrno(s, errnoSuccess)
+	setErrno(s, memErrno(vm.mem.WriteUint32Le(out, total)))
 }
 
 // wasiPollOneoff returns at once with no events, like Envoy's stub (after cpp-host #533).
 func wasiPollOneoff(vm *VM, s []uint64) {
-	if !vm.mem.WriteUint32Le(u32(s, 3), 0) {
-		setErrno(s, errnoFault)
-		return
-	}
-	setErrno(s, errnoSuccess)
+	setErrno(s, memErrno(vm.mem.WriteUint32Le(u32(s, 3), 0)))
 }
 
 // wasiProcExit is Envoy's stub (proxy-wasm-cpp-host): it logs an error, without the exit
