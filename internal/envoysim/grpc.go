@@ -42,9 +42,12 @@ func (g *grpcClient) Start(call wasmhost.GrpcCall, done func(wasmhost.GrpcReply)
 	if base == nil {
 		base = context.Background()
 	}
-	ctx, cancel := context.WithCancel(base)
+	var ctx context.Context
+	var cancel context.CancelFunc
 	if call.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(base, call.Timeout)
+	} else {
+		ctx, cancel = context.WithCancel(base)
 	}
 	go func() {
 		defer cancel()

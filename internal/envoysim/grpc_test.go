@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,6 +167,51 @@ func TestGrpcTransport(t *testing.T) {
 	}
 	if a := <-rls.authority; a != "rls.test" {
 		t.Errorf("authority %q", a)
+	}
+}
+
+// watchedCtx is a server context that counts the contexts derived from it and not yet
+// cancelled (the context package registers each through AfterFunc).
+type watchedCtx struct {
+	context.Context // Background: never done
+	done            chan struct{}
+	live            atomic.Int64
+}
+
+func (c *watchedCtx) Done() <-chan struct{} { return c.done }
+
+func (c *watchedCtx) AfterFunc(func()) (stop func() bool) {
+	c.live.Add(1)
+	var once sync.Once
+	return func() bool {
+		stopped := false
+		once.Do(func() { c.live.Add(-1); stopped = true })
+		return stopped
+	}
+}
+
+// TestGrpcCallReleasesContext: a call with a timeout leaves nothing attached to the server's
+// context once it is over (each call used to leak a context until shutdown).
+func TestGrpcCallReleasesContext(t *testing.T) {
+	cfg := fixture(t)
+	cfg.Clusters = append(cfg.Clusters,
+		ClusterConfig{Name: "down", Endpoints: []Endpoint{{Host: "127.0.0.1", Port: closedPort(t)}}, ConnectTimeout: time.Second})
+	s := startServer(t, cfg, 1, newFakeFilter())
+	base := &watchedCtx{Context: context.Background(), done: make(chan struct{})}
+	g := newGrpcClient(&Server{clusters: s.clusters, ctx: base})
+	t.Cleanup(func() { _ = g.close() })
+	for i := 0; i < 3; i++ {
+		got := make(chan wasmhost.GrpcReply, 1)
+		g.Start(wasmhost.GrpcCall{Cluster: "down", Service: "s", Method: "m", Timeout: time.Second},
+			func(r wasmhost.GrpcReply) { got <- r })
+		if r := <-got; r.Status != 14 {
+			t.Fatalf("status %d (%s), want 14", r.Status, r.Detail)
+		}
+	}
+	for end := time.Now().Add(time.Second); base.live.Load() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%d contexts still attached to the server's context after the calls ended", base.live.Load())
+		}
 	}
 }
 
