@@ -97,6 +97,16 @@ func (vm *VM) grpc() *grpcState {
 	return g
 }
 
+// end forgets call token (answered, timed out or cancelled) and wakes the streams in Wait,
+// which re-check once vm.mu, held by the caller, is free.
+func (g *grpcState) end(token uint32, c *inflight) {
+	delete(g.calls, token)
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	g.cond.Broadcast()
+}
+
 // hostGrpcCall is proxy_grpc_call (12 arguments, see above).
 func hostGrpcCall(vm *VM, s []uint64) {
 	service, ok1 := vm.read(u32(s, 0), u32(s, 1))
@@ -170,14 +180,10 @@ func (vm *VM) deliver(token uint32, c *inflight, r GrpcReply) {
 	if g.calls[token] != c {
 		return
 	}
-	delete(g.calls, token)
-	if c.timer != nil {
-		c.timer.Stop()
-	}
+	g.end(token, c)
 	if r.Status == grpcDeadlineExceeded && c.cancel != nil {
 		c.cancel()
 	}
-	defer g.cond.Broadcast()
 	if vm.failed || vm.gen != c.gen {
 		return
 	}
@@ -225,14 +231,10 @@ func hostGrpcCancel(vm *VM, s []uint64) {
 		setStatus(s, StatusNotFound)
 		return
 	}
-	delete(g.calls, token)
-	if c.timer != nil {
-		c.timer.Stop()
-	}
+	g.end(token, c)
 	if c.cancel != nil {
 		c.cancel()
 	}
-	g.cond.Broadcast()
 	setStatus(s, StatusOK)
 }
 
