@@ -118,28 +118,29 @@ func hostGrpcCall(vm *VM, s []uint64) {
 		setStatus(s, StatusInvalidMemoryAccess)
 		return
 	}
-	t := vm.p.cfg.Grpc
-	call := GrpcCall{Service: string(name), Method: string(method), Message: append([]byte(nil), msg...),
-		Metadata: decodePairs(nil, md), Timeout: time.Duration(u32(s, 10)) * time.Millisecond}
+	var cluster, authority string
 	var gs corev3.GrpcService
-	if err := proto.Unmarshal(service, &gs); err != nil {
-		call.Cluster = string(service)
-		if t == nil || !t.HasCluster(call.Cluster) {
-			setStatus(s, StatusParseFailure)
-			return
-		}
-	} else {
+	parsed := proto.Unmarshal(service, &gs) == nil
+	if parsed {
 		eg := gs.GetEnvoyGrpc()
 		if eg == nil {
 			setStatus(s, StatusBadArgument)
 			return
 		}
-		call.Cluster, call.Authority = eg.ClusterName, eg.Authority
+		cluster, authority = eg.ClusterName, eg.Authority
+	} else {
+		cluster = string(service)
+	}
+	t := vm.p.cfg.Grpc
+	known := t != nil && t.HasCluster(cluster)
+	if !known && !parsed {
+		setStatus(s, StatusParseFailure)
+		return
 	}
 	g := vm.grpc()
 	g.nextToken += 4
 	token := g.nextToken
-	if t == nil || !t.HasCluster(call.Cluster) {
+	if !known {
 		// Envoy's client fails while starting the call: an error now, and a close for the
 		// token once the current callback has returned.
 		gen := vm.gen
@@ -151,6 +152,9 @@ func hostGrpcCall(vm *VM, s []uint64) {
 		setStatus(s, StatusInvalidMemoryAccess)
 		return
 	}
+	call := GrpcCall{Cluster: cluster, Authority: authority, Service: string(name), Method: string(method),
+		Metadata: decodePairs(nil, md), Message: append([]byte(nil), msg...),
+		Timeout: time.Duration(u32(s, 10)) * time.Millisecond}
 	c := &inflight{gen: vm.gen}
 	g.calls[token] = c
 	if call.Timeout > 0 {
