@@ -71,10 +71,11 @@ func equalLower(name string, key []byte) bool {
 	return true
 }
 
-// lowerString returns b as a lower-case string.
-func lowerString(b []byte) string {
-	for _, c := range b {
-		if 'A' <= c && c <= 'Z' {
+// lowerString returns b as a lower-case string; a string already in lower case is returned
+// as it is, without a copy.
+func lowerString[T string | []byte](b T) string {
+	for i := 0; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
 			out := []byte(string(b))
 			for i, c := range out {
 				if 'A' <= c && c <= 'Z' {
@@ -94,14 +95,7 @@ func copyHeaders(dst, h Headers) Headers {
 	}
 	dst = dst[:0]
 	for _, kv := range h {
-		k := kv[0]
-		for i := 0; i < len(k); i++ {
-			if 'A' <= k[i] && k[i] <= 'Z' {
-				k = lowerString([]byte(k))
-				break
-			}
-		}
-		dst = append(dst, [2]string{k, kv[1]})
+		dst = append(dst, [2]string{lowerString(kv[0]), kv[1]})
 	}
 	return dst
 }
