@@ -69,13 +69,7 @@ func (s *SharedData) takeCAS() uint32 {
 // Get returns a copy of the value stored under key in namespace vmID and its cas number,
 // or StatusNotFound.
 func (s *SharedData) Get(vmID, key string) (value []byte, cas uint32, st Status) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.lookup(vmID, key)
-	if e == nil {
-		return nil, 0, StatusNotFound
-	}
-	return append([]byte(nil), e.value...), e.cas, StatusOK
+	return s.getInto(vmID, []byte(key), nil)
 }
 
 // getInto appends the value of key to dst[:0]; key may alias guest memory.
@@ -91,14 +85,6 @@ func (s *SharedData) getInto(vmID string, key []byte, dst []byte) ([]byte, uint3
 		return dst[:0], 0, StatusNotFound
 	}
 	return append(dst[:0], e.value...), e.cas, StatusOK
-}
-
-func (s *SharedData) lookup(vmID, key string) *sharedEntry {
-	n := s.ns[vmID]
-	if n == nil {
-		return nil
-	}
-	return n.entries[key]
 }
 
 // Set stores a copy of value under key in namespace vmID following Envoy's cas rules
