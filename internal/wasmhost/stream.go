@@ -52,7 +52,7 @@ type half struct {
 	body      []byte
 	state     halfState
 	buffering bool // the last body callback paused: Envoy buffers, the next chunk is appended
-	resumed   bool // the filter called proxy_continue_stream for this direction
+	resumed   bool // the filter called proxy_continue_stream for this direction (request only)
 }
 
 // seen reports whether the headers arrived (or were made by a local reply).
@@ -95,13 +95,12 @@ type Stream struct {
 	startTime time.Time
 	state     streamState
 
-	req, resp      half
-	respCode       int           // :status of the response half, for properties
-	inLog          bool          // proxy_on_log runs: header getters see the access log's maps
-	pending        *pendingReply // proxy_send_local_response during the running callback
-	reply          *LocalReply   // the reply the client receives
-	closedByFilter bool          // proxy_close_stream was called (recorded, not acted on)
-	props          map[string][]byte
+	req, resp half
+	respCode  int           // :status of the response half, for properties
+	inLog     bool          // proxy_on_log runs: header getters see the access log's maps
+	pending   *pendingReply // proxy_send_local_response during the running callback
+	reply     *LocalReply   // the reply the client receives
+	props     map[string][]byte
 }
 
 // reset clears a closed stream for reuse by Serve, keeping its buffers' capacity.
@@ -350,24 +349,19 @@ func (vm *VM) continueStream(typ uint32) Status {
 	}
 	if st := vm.stream(); st != nil {
 		if typ == streamTypeRequest {
-			st.req.resumed = true
-		} else {
-			st.resp.resumed = true
+			st.req.resumed = true // a response callback's Pause is not modelled: nothing to resume
 		}
 		st.req.state = halfPassed
 	}
 	return StatusOK
 }
 
-// hostCloseStream is proxy_close_stream(stream_type): recorded on the stream, not acted on
-// (Envoy resets the stream after the callback, details "wasm_close_stream").
+// hostCloseStream is proxy_close_stream(stream_type): accepted, not acted on (Envoy resets
+// the stream after the callback, details "wasm_close_stream").
 func hostCloseStream(vm *VM, s []uint64) {
 	if u32(s, 0) > streamTypeUpstream {
 		setStatus(s, StatusBadArgument)
 		return
-	}
-	if st := vm.stream(); st != nil {
-		st.closedByFilter = true
 	}
 	setStatus(s, StatusOK)
 }
