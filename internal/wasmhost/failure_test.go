@@ -1,6 +1,7 @@
 package wasmhost
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func TestTrapFailOpen(t *testing.T) {
 	in := req("count")
 	r = s.RequestHeaders(in, true)
 	s.Close()
-	if r.Action != Continue || r.LocalReply != nil || !equalHeaders(r.Headers, in) {
+	if r.Action != Continue || r.LocalReply != nil || !slices.Equal(r.Headers, in) {
 		t.Fatalf("request on failed FAIL_OPEN VM: %+v", r)
 	}
 	reached := false

@@ -112,15 +112,3 @@ func TestRequestHeadersGoneAfterContinue(t *testing.T) {
 		t.Error("proxy_on_delete did not run")
 	}
 }
-
-func equalHeaders(a, b Headers) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}

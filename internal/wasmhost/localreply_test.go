@@ -1,6 +1,7 @@
 package wasmhost
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ func TestLocalReplyFlowsThroughResponseCallbacks(t *testing.T) {
 		{"x-req-pairs", "status=0/ptr=" + ptrOf(lr.Headers) + "/len=" + strconv.Itoa(len(appendPairs(nil, r.Headers)))},
 		{"x-resp-code", "429"},
 	}
-	if !equalHeaders(lr.Headers, want) {
+	if !slices.Equal(lr.Headers, want) {
 		t.Errorf("reply headers\n got %q\nwant %q", lr.Headers, want)
 	}
 	if string(lr.Body) != "[slow down]" {
@@ -58,7 +59,7 @@ func TestLocalReplyWithoutBody(t *testing.T) {
 		{"x-req-pairs", "status=0/ptr=" + ptrOf(resp.Headers) + "/len=" + strconv.Itoa(len(appendPairs(nil, append(req("local:403:access denied:"), [2]string{"x-out-local", "status=0"}))))},
 		{"x-resp-code", "403"}}
 	if resp.Status != 403 || resp.LocalReply == nil || resp.LocalReply.Details != "access_denied" ||
-		!equalHeaders(resp.Headers, want) || len(resp.Body) != 0 {
+		!slices.Equal(resp.Headers, want) || len(resp.Body) != 0 {
 		t.Fatalf("response %+v, headers want %q", resp, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -218,7 +219,7 @@ func checkImports(imports []api.FunctionDefinition, offered map[string][]hostFun
 		switch {
 		case found == nil:
 			bad = append(bad, mod+"."+name+" (not provided by Envoy)")
-		case !sameTypes(found.params, def.ParamTypes()) || !sameTypes(found.results, def.ResultTypes()):
+		case !slices.Equal(found.params, def.ParamTypes()) || !slices.Equal(found.results, def.ResultTypes()):
 			bad = append(bad, fmt.Sprintf("%s.%s%s (Envoy's is %s)", mod, name,
 				sigString(def.ParamTypes(), def.ResultTypes()), sigString(found.params, found.results)))
 		}
@@ -227,18 +228,6 @@ func checkImports(imports []api.FunctionDefinition, offered map[string][]hostFun
 		return fmt.Errorf("wasmhost: module imports what Envoy does not offer: %s", strings.Join(bad, ", "))
 	}
 	return nil
-}
-
-func sameTypes(a, b []api.ValueType) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func sigString(params, results []api.ValueType) string {

@@ -1,6 +1,7 @@
 package wasmhost
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,7 +21,7 @@ func TestPairsVectors(t *testing.T) {
 				}
 				return
 			}
-			if !equalHeaders(got, Headers(v.Pairs)) {
+			if !slices.Equal(got, Headers(v.Pairs)) {
 				t.Fatalf("decoded %q, want %q", got, v.Pairs)
 			}
 			if enc := appendPairs([]byte("prefix"), Headers(v.Pairs)); string(enc) != "prefix"+string(b) {
