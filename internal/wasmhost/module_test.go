@@ -2,6 +2,11 @@ package wasmhost
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -251,5 +256,46 @@ func TestWASISetIsEnvoys(t *testing.T) {
 	}
 	for extra := range got {
 		t.Errorf("WASI function %s is not offered by Envoy", extra)
+	}
+}
+
+// TestCompileCacheDir: with CompileCacheEnv naming a directory, a compile leaves the
+// compiled code there; naming something that is not a directory fails Compile with the
+// variable's name. The cache is made once per process, so each case is a child process.
+func TestCompileCacheDir(t *testing.T) {
+	if os.Getenv("TOKENGATE_TEST_CACHE_CHILD") != "" {
+		_, err := Compile(context.Background(), buildWasm(nil, []wasmExport{abiExport020, allocator}))
+		fmt.Printf("compile: %v\n", err)
+		return
+	}
+	child := func(dir string) string {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCompileCacheDir$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "TOKENGATE_TEST_CACHE_CHILD=1", CompileCacheEnv+"="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	dir := t.TempDir()
+	if out := child(dir); !strings.Contains(out, "compile: <nil>") {
+		t.Fatalf("with a directory: %s", out)
+	}
+	var files int
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files++
+		}
+		return err
+	})
+	if files == 0 {
+		t.Errorf("%s is empty after a compile", dir)
+	}
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := child(notDir); !strings.Contains(out, "compile: wasmhost: compilation cache "+CompileCacheEnv+"="+notDir) {
+		t.Fatalf("with a file: %s", out)
 	}
 }
