@@ -82,7 +82,10 @@ func (s *Stream) serve(req Request, upstream func(Request) Response) Response {
 		if rb.LocalReply != nil {
 			return replyResponse(rb.LocalReply)
 		}
-		if s.state == streamLive {
+		vm.mu.Lock()
+		live := s.state == streamLive
+		vm.mu.Unlock()
+		if live {
 			out.Body = append([]byte(nil), rb.Body...)
 		}
 	}
