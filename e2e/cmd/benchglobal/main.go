@@ -18,6 +18,8 @@
 //
 // It exits 1 when redis-server or the ratelimit executable is missing, saying
 // what to install; `make bench` then reports the global part as not measured.
+// Ctrl-C (or SIGTERM) stops the run: the replica, the service and Redis are
+// stopped before it exits 1.
 package main
 
 import (
@@ -27,11 +29,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tokengate/tokengate/e2e/harness"
@@ -78,6 +82,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// failRun is fail for what the run itself meets: an interruption says so.
+	failRun := func(format string, a ...any) int {
+		if ctx.Err() != nil {
+			return fail("stopped: %v", context.Cause(ctx))
+		}
+		return fail(format, a...)
+	}
 	w, err := harness.OpenWorkdir(ctx, root, *out, "benchglobal.log")
 	if err != nil {
 		return fail("%v", err)
@@ -89,7 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	f, err := harness.StartFleet(ctx, spec, harness.FleetOptions{Options: w.Options, Replicas: 1, Parts: parts})
 	if err != nil {
-		return fail("%v", err)
+		return failRun("%v", err)
 	}
 	defer f.Stop()
 	base := "http://" + f.Replicas[0].Listen
@@ -98,26 +111,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Warm up: connections, the VM, the service's gRPC connection, Redis keys.
 	for i := 0; i < 200; i++ {
 		for _, p := range paths {
-			if _, err := get(c, base+p); err != nil {
-				return fail("warm-up %s: %v", p, err)
+			if _, err := get(ctx, c, base+p); err != nil {
+				return failRun("warm-up %s: %v", p, err)
 			}
 		}
 	}
 	lat := map[string][]time.Duration{}
 	for i := 0; i < *n; i++ {
 		for _, p := range paths {
-			d, err := get(c, base+p)
+			d, err := get(ctx, c, base+p)
 			if err != nil {
-				return fail("%s: %v", p, err)
+				return failRun("%s: %v", p, err)
 			}
 			lat[p] = append(lat[p], d)
 		}
 	}
 	rps := map[string]float64{}
 	for _, p := range paths {
-		r, err := throughput(c, base+p, *clients, *duration)
+		r, err := throughput(ctx, c, base+p, *clients, *duration)
 		if err != nil {
-			return fail("%s: %v", p, err)
+			return failRun("%s: %v", p, err)
 		}
 		rps[p] = r
 	}
@@ -150,9 +163,13 @@ routes:
 
 // get sends one request and returns its latency; anything but 200 is an
 // error (a refusal or the failure mode would measure something else).
-func get(c *http.Client, url string) (time.Duration, error) {
+func get(ctx context.Context, c *http.Client, url string) (time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
 	begin := time.Now()
-	resp, err := c.Get(url)
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -166,7 +183,7 @@ func get(c *http.Client, url string) (time.Duration, error) {
 }
 
 // throughput runs clients loops of requests for d and returns requests/s.
-func throughput(c *http.Client, url string, clients int, d time.Duration) (float64, error) {
+func throughput(ctx context.Context, c *http.Client, url string, clients int, d time.Duration) (float64, error) {
 	var done atomic.Int64
 	var firstErr atomic.Value
 	stop := time.Now().Add(d)
@@ -177,7 +194,7 @@ func throughput(c *http.Client, url string, clients int, d time.Duration) (float
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(stop) {
-				if _, err := get(c, url); err != nil {
+				if _, err := get(ctx, c, url); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
 				}
