@@ -96,11 +96,18 @@ func (r restrictedCallback) Error() string {
 }
 
 func (f hostFunc) goFunc(module string) api.GoModuleFunction {
-	fn, allow, full := f.fn, f.allow, module+"."+f.name
+	fn, allow, full, name := f.fn, f.allow, module+"."+f.name, f.name
+	faultable := module == "env" && f.faultable()
 	return api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
 		vm := vmFrom(ctx)
 		if vm.restrict != 0 && vm.restrict&allow == 0 {
 			panic(restrictedCallback{full})
+		}
+		if faultable {
+			if st := vm.p.cfg.Faults.injected(name); st != StatusOK {
+				setStatus(stack, st)
+				return
+			}
 		}
 		fn(vm, stack)
 	})

@@ -45,6 +45,8 @@ type PluginConfig struct {
 	ReloadBackoff time.Duration
 	// Grpc carries the guests' proxy_grpc_call calls; nil: every cluster is unknown.
 	Grpc GrpcTransport
+	// Faults fails chosen host calls of this plugin's VMs (a test facility); nil: none.
+	Faults *HostFaults
 }
 
 // Plugin is a started plugin: a main-thread VM and N worker VMs of one Module, configured
