@@ -46,7 +46,7 @@ func (e *hostFailure) Error() string { return e.call + ": " + e.status.String() 
 
 var (
 	hostFailures []*hostFailure
-	hostLogged   bool // a failure of the request or response headers has been logged by this VM
+	hostLogged   bool // a failure reading the request (headers, source.address) or adding response headers has been logged by this VM
 	configuring  bool // OnConfigure is running: a failure is reported by its rejection
 )
 
@@ -78,8 +78,9 @@ func statusErr(call string, st proxywasm.Status) error {
 	return err
 }
 
-// logHostFailure logs the first failure of the request or response headers
-// of this VM, which nothing else reports.
+// logHostFailure logs the first failure of this VM to read the request
+// (headers, source.address) or to add response headers, which nothing else
+// reports.
 func logHostFailure(parts ...string) {
 	if hostLogged {
 		return
@@ -205,5 +206,8 @@ const propSourceAddress = "source\x00address"
 
 func (r *request) SourceAddress() ([]byte, bool) {
 	v, st := proxywasm.GetProperty(propSourceAddress)
+	if st != proxywasm.StatusOK && st != proxywasm.StatusNotFound {
+		logHostFailure("property source.address: ", st.String(), ": taken as missing")
+	}
 	return v, st == proxywasm.StatusOK && len(v) > 0
 }

@@ -156,9 +156,12 @@ func (v *vm) startReply(s *stream) {
 	v.reply.Add("content-type", s.root.cfg.ContentType)
 }
 
+// replyLogged: this VM has logged a local reply the host refused.
+var replyLogged bool
+
 // sendReply sends the configuration's local reply on s with the headers in
 // v.reply and returns Pause; if the host refuses it, the stream continues
-// rather than staying paused with no answer (logged).
+// rather than staying paused with no answer (logged once per VM).
 func (v *vm) sendReply(s *stream) proxywasm.Action {
 	cfg := s.root.cfg
 	v.pairs = v.pairs[:0]
@@ -169,7 +172,7 @@ func (v *vm) sendReply(s *stream) proxywasm.Action {
 	v.encoded = proxywasm.AppendPairs(v.encoded[:0], v.pairs)
 	body := unsafe.Slice(unsafe.StringData(cfg.Body), len(cfg.Body))
 	if st := proxywasm.SendLocalResponse(cfg.Status, "tokengate_rate_limited", body, v.encoded); st != proxywasm.StatusOK {
-		proxywasm.Log(proxywasm.LogError, "tokengate: the local reply was not sent, the request continues: "+st.String())
+		logOnce(&replyLogged, "the local reply was not sent, the request continues: ", st.String(), " (logged once per VM)")
 		return proxywasm.ActionContinue
 	}
 	s.replied = true

@@ -78,6 +78,8 @@ func Log(level LogLevel, msg string) {
 }
 
 // Now returns the host's wall-clock time in nanoseconds since the Unix epoch.
+// Envoy always answers; should a host fail the call, Now returns the last time
+// it read (zero before the first): time stands still, it never jumps ahead.
 func Now() int64 {
 	proxyGetCurrentTimeNanoseconds(&retTime)
 	return int64(retTime)
