@@ -1,11 +1,83 @@
 package wasmhost
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 )
+
+// faultList is an ordered set of injected failures of guest host calls: the machinery of
+// HostFaults and of SharedData.InjectFault. The zero value is empty and ready to use.
+type faultList struct {
+	mu     sync.Mutex
+	active []*fault     // oldest first
+	n      atomic.Int32 // len(active), read without the lock on every host call
+}
+
+// fault is one active failure: the calls of function (on keys starting with prefix, for the
+// calls that have a key) fail with status, count times (0: until removed).
+type fault struct {
+	function string
+	prefix   []byte
+	status   Status
+	count    int
+	failed   int // guarded by the list's mutex
+}
+
+// add activates a fault; StatusOK is taken as INTERNAL_FAILURE, which it returns with it.
+func (l *faultList) add(function string, prefix []byte, status Status, count int) (*fault, Status) {
+	if status == StatusOK {
+		status = StatusInternalFailure
+	}
+	f := &fault{function: function, prefix: prefix, status: status, count: count}
+	l.mu.Lock()
+	l.active = append(l.active, f)
+	l.n.Store(int32(len(l.active)))
+	l.mu.Unlock()
+	return f, status
+}
+
+// strike returns the status the first active fault matching a call of function on key
+// imposes, StatusOK when none does; an empty list costs one atomic load.
+func (l *faultList) strike(function string, key []byte) Status {
+	if l.n.Load() == 0 {
+		return StatusOK
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.active {
+		if f.function != function || !bytes.HasPrefix(key, f.prefix) {
+			continue
+		}
+		f.failed++
+		if f.count > 0 && f.failed >= f.count {
+			l.removeLocked(f)
+		}
+		return f.status
+	}
+	return StatusOK
+}
+
+func (l *faultList) failures(f *fault) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return f.failed
+}
+
+func (l *faultList) remove(f *fault) {
+	l.mu.Lock()
+	l.removeLocked(f)
+	l.mu.Unlock()
+}
+
+func (l *faultList) removeLocked(f *fault) {
+	if i := slices.Index(l.active, f); i >= 0 {
+		l.active = slices.Delete(l.active, i, i+1)
+	}
+	l.n.Store(int32(len(l.active)))
+}
 
 // HostFaults is a set of failures injected into the guests' proxy-wasm host calls, by
 // function name: a test facility (HOST.md, "Test facilities"). Envoy's header maps, metrics
@@ -14,11 +86,9 @@ import (
 // status. Give one to PluginConfig.Faults; faults injected before NewPlugin fail the start
 // sequence's calls too. The zero value is an empty set, ready to use, safe for concurrent use.
 //
-// SharedDataFault does the same for shared data, by key prefix and per store.
+// SharedData.InjectFault does the same for shared data, by key prefix and per store.
 type HostFaults struct {
-	mu     sync.Mutex
-	faults []*HostFault // oldest first
-	n      atomic.Int32 // len(faults), read without the lock on every host call
+	list faultList
 }
 
 // HostFault fails a guest's calls of one host function. While it is active, each call of
@@ -32,8 +102,8 @@ type HostFault struct {
 	// Remove.
 	Count int
 
-	failed int // guarded by set.mu
-	set    *HostFaults
+	f    *fault
+	list *faultList
 }
 
 // faultable is the set of functions a HostFault may name.
@@ -70,57 +140,22 @@ func (h *HostFaults) Inject(f HostFault) (*HostFault, error) {
 	if !faultable()[f.Function] {
 		return nil, fmt.Errorf("wasmhost: HostFault: %q is not a proxy-wasm host function that returns a status", f.Function)
 	}
-	if f.Status == StatusOK {
-		f.Status = StatusInternalFailure
-	}
-	fp := &f
-	fp.failed, fp.set = 0, h
-	h.mu.Lock()
-	h.faults = append(h.faults, fp)
-	h.n.Store(int32(len(h.faults)))
-	h.mu.Unlock()
-	return fp, nil
+	f.f, f.Status = h.list.add(f.Function, nil, f.Status, f.Count)
+	f.list = &h.list
+	return &f, nil
 }
 
 // Failed returns how many guest calls the fault has failed.
-func (f *HostFault) Failed() int {
-	f.set.mu.Lock()
-	defer f.set.mu.Unlock()
-	return f.failed
-}
+func (f *HostFault) Failed() int { return f.list.failures(f.f) }
 
 // Remove ends the fault; later calls run normally (unless another fault names them).
-func (f *HostFault) Remove() {
-	f.set.mu.Lock()
-	f.set.remove(f)
-	f.set.mu.Unlock()
-}
-
-// remove drops f from the active faults; h.mu must be held.
-func (h *HostFaults) remove(f *HostFault) {
-	if i := slices.Index(h.faults, f); i >= 0 {
-		h.faults = slices.Delete(h.faults, i, i+1)
-	}
-	h.n.Store(int32(len(h.faults)))
-}
+func (f *HostFault) Remove() { f.list.remove(f.f) }
 
 // injected returns the status an active fault imposes on a call of fn, StatusOK when none
 // does. A nil set, or an empty one, costs at most one atomic load.
 func (h *HostFaults) injected(fn string) Status {
-	if h == nil || h.n.Load() == 0 {
+	if h == nil {
 		return StatusOK
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, f := range h.faults {
-		if f.Function != fn {
-			continue
-		}
-		f.failed++
-		if f.Count > 0 && f.failed >= f.Count {
-			h.remove(f)
-		}
-		return f.Status
-	}
-	return StatusOK
+	return h.list.strike(fn, nil)
 }

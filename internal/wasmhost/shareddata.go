@@ -1,9 +1,7 @@
 package wasmhost
 
 import (
-	"bytes"
 	"sync"
-	"sync/atomic"
 )
 
 // SharedData is Envoy's process-wide proxy-wasm shared-data store: key/value pairs in one
@@ -25,8 +23,7 @@ type SharedData struct {
 	mu      sync.Mutex
 	nextCAS uint32
 	ns      map[string]*sharedNamespace
-	faults  []*SharedDataFault // injected by InjectFault, oldest first
-	nfaults atomic.Int32       // len(faults), read without the lock on every guest call
+	faults  faultList // injected by InjectFault
 }
 
 type sharedNamespace struct {
@@ -178,6 +175,14 @@ const (
 	CallSetSharedData                       // proxy_set_shared_data
 )
 
+// function returns the host function's name.
+func (c SharedDataCall) function() string {
+	if c == CallSetSharedData {
+		return "proxy_set_shared_data"
+	}
+	return "proxy_get_shared_data"
+}
+
 // SharedDataFault is a failure injected into the guests' shared-data calls: a test facility
 // (Envoy's store answers only OK, NOT_FOUND and CAS_MISMATCH, but a guest must survive any
 // status a host returns). While active, each guest call of kind Call on a key that starts with
@@ -191,8 +196,8 @@ type SharedDataFault struct {
 	// call until Remove.
 	Count int
 
-	failed int // calls failed so far; guarded by the store's mutex
-	store  *SharedData
+	f    *fault
+	list *faultList
 }
 
 // InjectFault makes the guests' calls on this store fail as f says, from now until f has
@@ -200,62 +205,21 @@ type SharedDataFault struct {
 // the first that matches a call fails it. It returns the active fault, whose Failed reports
 // how often it has struck. Safe for concurrent use, like every method of SharedData.
 func (s *SharedData) InjectFault(f SharedDataFault) *SharedDataFault {
-	if f.Status == StatusOK {
-		f.Status = StatusInternalFailure
-	}
-	fp := &f
-	fp.failed, fp.store = 0, s
-	s.mu.Lock()
-	s.faults = append(s.faults, fp)
-	s.nfaults.Store(int32(len(s.faults)))
-	s.mu.Unlock()
-	return fp
+	f.f, f.Status = s.faults.add(f.Call.function(), []byte(f.KeyPrefix), f.Status, f.Count)
+	f.list = &s.faults
+	return &f
 }
 
 // Failed returns how many guest calls the fault has failed.
-func (f *SharedDataFault) Failed() int {
-	f.store.mu.Lock()
-	defer f.store.mu.Unlock()
-	return f.failed
-}
+func (f *SharedDataFault) Failed() int { return f.list.failures(f.f) }
 
 // Remove ends the fault; later calls run normally (unless another fault matches them).
-func (f *SharedDataFault) Remove() {
-	f.store.mu.Lock()
-	f.store.removeFault(f)
-	f.store.mu.Unlock()
-}
-
-// removeFault drops f from the active faults; s.mu must be held.
-func (s *SharedData) removeFault(f *SharedDataFault) {
-	for i, g := range s.faults {
-		if g == f {
-			s.faults = append(s.faults[:i], s.faults[i+1:]...)
-			break
-		}
-	}
-	s.nfaults.Store(int32(len(s.faults)))
-}
+func (f *SharedDataFault) Remove() { f.list.remove(f.f) }
 
 // injected returns the status an active fault imposes on a guest call on key, StatusOK when
 // none does. Without faults it costs one atomic load.
 func (s *SharedData) injected(call SharedDataCall, key []byte) Status {
-	if s.nfaults.Load() == 0 {
-		return StatusOK
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, f := range s.faults {
-		if f.Call != call || !bytes.HasPrefix(key, []byte(f.KeyPrefix)) {
-			continue
-		}
-		f.failed++
-		if f.Count > 0 && f.failed >= f.Count {
-			s.removeFault(f)
-		}
-		return f.Status
-	}
-	return StatusOK
+	return s.faults.strike(call.function(), key)
 }
 
 func hostGetSharedData(vm *VM, s []uint64) {
