@@ -266,3 +266,65 @@ func TestHTTP2Defaults(t *testing.T) {
 		t.Fatalf("%d concurrent streams took %d connections, want 1", n, got)
 	}
 }
+
+// TestRetryBufferOverrunDuringBackoff: when the request body outgrows the buffer limit while
+// the router waits to retry, there is nothing left to send again: Envoy gives up with 507.
+// The first attempt fails to connect before the body has come; the rest of the body (more
+// than the limit) arrives during the back-off, made exact (1 s) for the test.
+func TestRetryBufferOverrunDuringBackoff(t *testing.T) {
+	jitter := retryJitter
+	retryJitter = func(n int64) int64 { return n - 1 }
+	t.Cleanup(func() { retryJitter = jitter })
+
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := closed.Addr().(*net.TCPAddr).Port
+	if err := closed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fixture(t)
+	uc := cfg.cluster("users")
+	uc.Endpoints = []Endpoint{{Host: "127.0.0.1", Port: port}}
+	uc.HealthCheck, uc.Outlier = nil, nil
+	r := cfg.route("users")
+	r.Timeout = 30 * time.Second
+	r.Retry.BackoffBase, r.Retry.BackoffMax = time.Second, time.Second
+	s := startServer(t, cfg, 1, newFakeFilter())
+
+	c, err := net.Dial("tcp", s.ListenAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }() // the test is over: a close error changes nothing
+	first := bytes.Repeat([]byte("a"), 1000)
+	rest := bytes.Repeat([]byte("b"), defaultBufferLimit+1000)
+	head := fmt.Sprintf("POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(first)+len(rest))
+	if _, err := io.WriteString(c, head+string(first)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the first attempt to fail and a retry to be decided", func() bool {
+		return statsOf(t, s)["cluster.users.upstream_rq_retry"] == 1
+	})
+	go func() { _, _ = c.Write(rest) }() // the proxy may stop reading once it has answered
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusInsufficientStorage || string(b) != replyBufferOverrun {
+		t.Fatalf("got %d %q, want 507 %q", resp.StatusCode, b, replyBufferOverrun)
+	}
+	st := statsOf(t, s)
+	if st["cluster.users.retry_or_shadow_abandoned"] != 1 || st["cluster.users.upstream_rq_retry"] != 1 {
+		t.Fatalf("retry_or_shadow_abandoned %d (want 1), upstream_rq_retry %d (want 1: no second attempt)",
+			st["cluster.users.retry_or_shadow_abandoned"], st["cluster.users.upstream_rq_retry"])
+	}
+}

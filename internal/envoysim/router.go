@@ -119,8 +119,11 @@ func (rs *retryState) backoff() time.Duration {
 	if ceil <= 0 {
 		return 0
 	}
-	return time.Duration(mrand.Int64N(int64(ceil) + 1))
+	return time.Duration(retryJitter(int64(ceil) + 1))
 }
+
+// retryJitter draws a back-off in [0, n); tests make it exact.
+var retryJitter = mrand.Int64N
 
 // attempt is one try of the request on one upstream host.
 type attempt struct {
