@@ -25,9 +25,11 @@ IMAGE_TAG ?= latest
 image: wasm
 	$(GO) run ./envoy/cmd/tokengate image build -wasm $(WASM) -o build/image -tag $(IMAGE_TAG) -archive build/tokengate-image.tar
 
-## test: every test, the compiled .wasm included, then every fuzz target briefly
+## test: every test, the compiled .wasm included; the concurrent test tools and the limiter again under the race detector; then every fuzz target briefly
+RACE_PKGS := ./internal/wasmhost ./internal/envoysim/... ./internal/limiter ./e2e/harness
 test: wasm
 	TOKENGATE_WASM=$(CURDIR)/$(WASM) $(GO) test -count=1 ./...
+	$(GO) test -race -count=1 $(RACE_PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 TEST_FUZZTIME ?= 10000x
