@@ -18,7 +18,8 @@ import (
 // body has ended), so a Stream must accept a response callback while a request callback of
 // the same stream is running on another goroutine; calls of one direction never overlap.
 //
-// A request callback that returns Pause without a LocalReply holds the request: the headers
+// A request callback that returns an action other than Continue (Pause, or a
+// StopAllIteration one) without a LocalReply holds the request: the headers
 // do not reach the router, and body data the filter returned Pause for stays buffered in the
 // filter. Body chunks keep coming to the filter while it holds the headers, as in Envoy. The
 // request goes on when a body callback returns Continue, or when the filter resumes it by

@@ -96,7 +96,7 @@ func (f *wasmFilter) tick() {
 
 func (f *wasmFilter) NewStream(worker int, info wasmhost.StreamInfo) Stream {
 	vm := f.p.Worker(worker % f.p.Workers())
-	return &wasmStream{Stream: vm.NewStream(info), resumed: make(chan wasmhost.Result, 1)}
+	return &wasmStream{hostStream: vm.NewStream(info), resumed: make(chan wasmhost.Result, 1)}
 }
 
 // Stats returns the plugin's stats: Snapshot names them in full ("wasmcustom.<name>") in a
@@ -111,24 +111,36 @@ func (f *wasmFilter) Close(ctx context.Context) error {
 	return errors.Join(f.p.Close(ctx), f.m.Close(ctx))
 }
 
-// wasmStream is a wasmhost stream. When a request callback pauses without a local reply, a
-// goroutine waits for the filter to resume the request from a gRPC callback (Stream.Wait) and
-// delivers the outcome on Resumed; Wait returns at once when no call is in flight.
+// hostStream is what a wasmStream uses of a wasmhost.Stream.
+type hostStream interface {
+	RequestHeaders(h wasmhost.Headers, endOfStream bool) wasmhost.Result
+	RequestBody(chunk []byte, endOfStream bool) wasmhost.Result
+	ResponseHeaders(h wasmhost.Headers, endOfStream bool) wasmhost.Result
+	ResponseBody(chunk []byte, endOfStream bool) wasmhost.Result
+	Wait() wasmhost.Result
+	Close()
+}
+
+// wasmStream is a wasmhost stream. When a request callback stops iteration without a local
+// reply, a goroutine waits for the filter to resume the request from a gRPC callback
+// (Stream.Wait) and delivers the outcome on Resumed; Wait returns at once when no call is in
+// flight. Every action but Continue stops iteration, as in wasmhost: Pause (StopIteration)
+// and the StopAllIteration ones alike.
 type wasmStream struct {
-	*wasmhost.Stream
+	hostStream
 	resumed chan wasmhost.Result
 }
 
 func (w *wasmStream) RequestHeaders(h wasmhost.Headers, endOfStream bool) wasmhost.Result {
-	return w.watch(w.Stream.RequestHeaders(h, endOfStream))
+	return w.watch(w.hostStream.RequestHeaders(h, endOfStream))
 }
 
 func (w *wasmStream) RequestBody(chunk []byte, endOfStream bool) wasmhost.Result {
-	return w.watch(w.Stream.RequestBody(chunk, endOfStream))
+	return w.watch(w.hostStream.RequestBody(chunk, endOfStream))
 }
 
 func (w *wasmStream) watch(r wasmhost.Result) wasmhost.Result {
-	if r.Action == wasmhost.Pause && r.LocalReply == nil {
+	if r.Action != wasmhost.Continue && r.LocalReply == nil {
 		go func() {
 			if res := w.Wait(); res.Action == wasmhost.Continue || res.LocalReply != nil {
 				select {
