@@ -2,10 +2,15 @@ package envoy_test
 
 import (
 	"bytes"
+	"cmp"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tokengate/tokengate/envoy"
@@ -78,6 +83,129 @@ func TestRateLimitManifests(t *testing.T) {
 	}
 	if !strings.Contains(string(got), "value: ratelimit-redis:6379") {
 		t.Error("the service does not reach Redis through its Service")
+	}
+}
+
+// TestRateLimitManifestsAreKubernetesObjects decodes every manifest strictly
+// into Kubernetes' own API types (k8s.io/api), so a misspelt or mistyped field
+// fails here rather than at kubectl apply, and checks what refers to what by
+// name: the mounted ConfigMap exists, the probes and Services use ports the
+// containers declare. Default and non-default options alike.
+func TestRateLimitManifestsAreKubernetesObjects(t *testing.T) {
+	istio := string(readFile(t, "testdata/ratelimit/istio-plugin.json"))
+	for _, tc := range []struct {
+		name     string
+		opts     envoy.RateLimitK8sOptions
+		replicas int32
+	}{
+		{"defaults", envoy.RateLimitK8sOptions{}, envoy.DefaultRateLimitReplicas},
+		{"options", envoy.RateLimitK8sOptions{Namespace: "infra", Name: "rls", Replicas: 3, Image: "registry.example/rl:1", RedisImage: "redis:8"}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.opts
+			ns, name := cmp.Or(o.Namespace, "default"), cmp.Or(o.Name, envoy.DefaultRateLimitName)
+			filter := strings.NewReplacer(
+				envoy.IstioClusterName(envoy.DefaultRateLimitName, "default", envoy.RateLimitGRPCPort), envoy.IstioClusterName(name, ns, envoy.RateLimitGRPCPort),
+				envoy.IstioServiceHost(envoy.DefaultRateLimitName, "default"), envoy.IstioServiceHost(name, ns),
+			).Replace(istio)
+			got, err := envoy.RateLimitManifests([]byte(filter), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var (
+				configMaps = map[string]*corev1.ConfigMap{}
+				deps       = map[string]*appsv1.Deployment{}
+				services   = map[string]*corev1.Service{}
+			)
+			for _, doc := range bytes.Split(got, []byte("\n---\n"))[1:] {
+				var meta struct {
+					APIVersion string `json:"apiVersion"`
+					Kind       string `json:"kind"`
+				}
+				if err := yaml.Unmarshal(doc, &meta); err != nil {
+					t.Fatal(err)
+				}
+				var obj interface {
+					GetName() string
+					GetNamespace() string
+				}
+				switch meta.APIVersion + " " + meta.Kind {
+				case "v1 ConfigMap":
+					obj = &corev1.ConfigMap{}
+				case "apps/v1 Deployment":
+					obj = &appsv1.Deployment{}
+				case "v1 Service":
+					obj = &corev1.Service{}
+				default:
+					t.Fatalf("unexpected object %s %s", meta.APIVersion, meta.Kind)
+				}
+				if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+					t.Fatalf("%s is not a valid %s: %v\n%s", meta.Kind, meta.APIVersion, err, doc)
+				}
+				if obj.GetNamespace() != ns {
+					t.Errorf("%s %s: namespace %q, want %q", meta.Kind, obj.GetName(), obj.GetNamespace(), ns)
+				}
+				switch v := obj.(type) {
+				case *corev1.ConfigMap:
+					configMaps[v.Name] = v
+				case *appsv1.Deployment:
+					deps[v.Name] = v
+				case *corev1.Service:
+					services[v.Name] = v
+				}
+			}
+			if len(configMaps) != 1 || len(deps) != 2 || len(services) != 2 {
+				t.Fatalf("got %d ConfigMaps, %d Deployments, %d Services; want 1, 2, 2", len(configMaps), len(deps), len(services))
+			}
+			rl, redis := deps[name], deps[name+"-redis"]
+			if rl == nil || redis == nil {
+				t.Fatalf("Deployments %v, want %s and %s-redis", slices.Collect(maps.Keys(deps)), name, name)
+			}
+			if rl.Spec.Replicas == nil || *rl.Spec.Replicas != tc.replicas || redis.Spec.Replicas == nil || *redis.Spec.Replicas != 1 {
+				t.Errorf("replicas %v and %v, want %d and 1", rl.Spec.Replicas, redis.Spec.Replicas, tc.replicas)
+			}
+			for _, d := range []*appsv1.Deployment{rl, redis} {
+				pod := d.Spec.Template
+				if d.Spec.Selector == nil || d.Spec.Selector.MatchLabels["app"] != pod.Labels["app"] || pod.Labels["app"] != d.Name {
+					t.Errorf("Deployment %s: selector %v, pod labels %v", d.Name, d.Spec.Selector, pod.Labels)
+				}
+				if len(pod.Spec.Containers) != 1 {
+					t.Fatalf("Deployment %s: %d containers", d.Name, len(pod.Spec.Containers))
+				}
+				c := pod.Spec.Containers[0]
+				declared := map[int32]bool{}
+				for _, p := range c.Ports {
+					declared[p.ContainerPort] = true
+				}
+				probe := c.ReadinessProbe
+				switch {
+				case probe == nil:
+					t.Errorf("Deployment %s: no readiness probe", d.Name)
+				case probe.HTTPGet != nil && !declared[probe.HTTPGet.Port.IntVal],
+					probe.TCPSocket != nil && !declared[probe.TCPSocket.Port.IntVal]:
+					t.Errorf("Deployment %s: the probe's port is not a container port: %+v", d.Name, probe)
+				}
+				svc := services[d.Name]
+				if svc == nil || svc.Spec.Selector["app"] != d.Name || len(svc.Spec.Ports) != 1 || !declared[svc.Spec.Ports[0].TargetPort.IntVal] {
+					t.Errorf("Service %s does not reach Deployment %s's container ports %v: %+v", d.Name, d.Name, declared, svc)
+				}
+				for _, v := range pod.Spec.Volumes {
+					if v.ConfigMap != nil && configMaps[v.ConfigMap.Name] == nil {
+						t.Errorf("Deployment %s mounts ConfigMap %q, which is not generated", d.Name, v.ConfigMap.Name)
+					}
+				}
+			}
+			if img := rl.Spec.Template.Spec.Containers[0].Image; img != cmp.Or(o.Image, envoy.DefaultRateLimitImage) {
+				t.Errorf("ratelimit image %q", img)
+			}
+			if img := redis.Spec.Template.Spec.Containers[0].Image; img != cmp.Or(o.RedisImage, envoy.DefaultRedisImage) {
+				t.Errorf("redis image %q", img)
+			}
+			grpc := services[name].Spec.Ports[0]
+			if grpc.Name != "grpc" || grpc.AppProtocol == nil || *grpc.AppProtocol != "grpc" || grpc.Port != envoy.RateLimitGRPCPort {
+				t.Errorf("the service's gRPC port %+v: want name grpc, appProtocol grpc, port %d", grpc, envoy.RateLimitGRPCPort)
+			}
+		})
 	}
 }
 
