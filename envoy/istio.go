@@ -83,10 +83,11 @@ type IstioOptions struct {
 	// file:///path/tokengate.wasm on every node.
 	URL string
 	// SHA256 is written to spec.sha256, which Istio checks before it loads
-	// the module: for an https:// or file:// URL, the module's sha256; for an
-	// oci:// URL, the image's manifest digest (without "sha256:"), which is
-	// what Istio compares it with. "" leaves it out (an oci:// URL by digest
-	// is checked against its digest anyway).
+	// the module: for an https:// URL, the module's sha256; for an oci://
+	// URL, the image's manifest digest (without "sha256:"), which is what
+	// Istio compares it with. For a file:// URL Istio checks nothing (a
+	// warning says so). "" leaves it out (an oci:// URL by digest is checked
+	// against its digest anyway).
 	SHA256 string
 	// ModuleSHA256, when known, is recorded in the annotation
 	// ModuleSHA256Annotation, so the module in a cluster can be traced back
@@ -206,6 +207,13 @@ func WasmPlugin(p *Plugin, o IstioOptions) (yamlDoc []byte, warnings []string, e
 	y, err := yaml.JSONToYAML(j)
 	if err != nil {
 		return nil, nil, fmt.Errorf("envoy: convert WasmPlugin to YAML: %w", err)
+	}
+	if strategy == extensionsv1alpha1.FailStrategy_FAIL_RELOAD {
+		warnings = append(warnings, "failStrategy FAIL_RELOAD needs Istio 1.27 or later: "+
+			"the WasmPlugin CRD of older releases accepts only FAIL_CLOSE and FAIL_OPEN, and kubectl apply is refused")
+	}
+	if o.SHA256 != "" && strings.HasPrefix(o.URL, "file://") {
+		warnings = append(warnings, "Istio does not check spec.sha256 for a file:// URL: it loads the file as it is on the node")
 	}
 	if len(o.Selector) == 0 && o.Namespace == o.rootNamespace() {
 		warnings = append(warnings, fmt.Sprintf("the WasmPlugin has no selector and is in Istio's root namespace %s: "+

@@ -33,6 +33,7 @@ func TestWasmPluginGolden(t *testing.T) {
 		name   string
 		plugin *envoy.Plugin
 		opts   envoy.IstioOptions
+		warn   []string // what the warnings say, in order
 	}{
 		{"single-route", pluginFromSpecFile(t, "testdata/golden/single-route.spec.yaml"), envoy.IstioOptions{
 			URL:          "oci://registry.example.com/tokengate@sha256:" + digest,
@@ -42,19 +43,27 @@ func TestWasmPluginGolden(t *testing.T) {
 			Priority:     &priority,
 			PullPolicy:   "IfNotPresent",
 			PullSecret:   "registry-credentials",
-		}},
+		}, nil},
 		{"defaults", pluginFromSpecFile(t, "testdata/golden/several-routes.spec.yaml"), envoy.IstioOptions{
-			URL:    "file:///opt/filters/tokengate.wasm",
+			URL:    "https://filters.example.com/tokengate.wasm",
 			SHA256: strings.Repeat("ab", 32),
 			Name:   "rate-limit",
 			Phase:  "AUTHN",
-		}},
+		}, []string{"failStrategy FAIL_RELOAD needs Istio 1.27 or later"}}, // the spec's failure_policy
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, warnings, err := envoy.WasmPlugin(c.plugin, c.opts)
-			if err != nil || len(warnings) > 0 {
-				t.Fatal(err, warnings)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(warnings) != len(c.warn) {
+				t.Fatalf("warnings %q, want %q", warnings, c.warn)
+			}
+			for i, w := range c.warn {
+				if !strings.Contains(warnings[i], w) {
+					t.Errorf("warning %d: %q lacks %q", i, warnings[i], w)
+				}
 			}
 			checkGolden(t, "testdata/golden/"+c.name+".istio.yaml", got)
 		})
@@ -189,6 +198,36 @@ func TestWasmPluginMeshWideWarning(t *testing.T) {
 		}
 		if got := len(warnings) == 1 && strings.Contains(warnings[0], "applies to every workload of the mesh"); got != c.warn {
 			t.Errorf("%+v: warnings %q", c.opts, warnings)
+		}
+	}
+}
+
+// TestWasmPluginIstioWarnings: what Istio would do differently from what the
+// manifest seems to ask is said: FAIL_RELOAD exists only from Istio 1.27, and a
+// sha256 with a file:// URL is never checked.
+func TestWasmPluginIstioWarnings(t *testing.T) {
+	sha := strings.Repeat("ab", 32)
+	selector := map[string]string{"istio": "ingressgateway"}
+	for _, c := range []struct {
+		policy envoy.FailurePolicy
+		url    string
+		sha256 string
+		want   string // "" for no warning
+	}{
+		{envoy.FailClosed, "oci://r.example/t:1", "", ""},
+		{envoy.FailOpen, "https://h.example/t.wasm", sha, ""},
+		{envoy.FailReload, "oci://r.example/t:1", "", "failStrategy FAIL_RELOAD needs Istio 1.27 or later"},
+		{envoy.FailClosed, "file:///opt/t.wasm", "", ""},
+		{envoy.FailClosed, "file:///opt/t.wasm", sha, "Istio does not check spec.sha256 for a file:// URL"},
+	} {
+		p := pluginFromSpecFile(t, "testdata/golden/json.spec.json")
+		p.FailurePolicy = c.policy
+		_, warnings, err := envoy.WasmPlugin(p, envoy.IstioOptions{URL: c.url, SHA256: c.sha256, Selector: selector})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok := (c.want == "" && len(warnings) == 0) || (len(warnings) == 1 && strings.Contains(warnings[0], c.want)); !ok {
+			t.Errorf("%s %s sha256=%q: warnings %q, want %q", c.policy, c.url, c.sha256, warnings, c.want)
 		}
 	}
 }

@@ -15,8 +15,8 @@ func runIstio(e *env, args []string) int {
 	source := addPluginFlags(fs)
 	failStrategy := fs.String("failure-policy", "", "with -config: FAIL_CLOSED (default), FAIL_OPEN or FAIL_RELOAD; becomes failStrategy")
 	url := fs.String("url", "", "the module: oci://registry/repo@sha256:DIGEST (what `tokengate image push` prints), oci://registry/repo:tag, https://host/path.wasm or file:///path.wasm")
-	sha := fs.String("sha256", "", "spec.sha256: with oci://, the image's manifest digest (Istio compares it with the manifest); with https:// or file://, the module's sha256")
-	wasmPath := fs.String("wasm", "", "the module file: its sha256 goes to an annotation and, for https:// and file:// URLs, to spec.sha256")
+	sha := fs.String("sha256", "", "spec.sha256: with oci://, the image's manifest digest (Istio compares it with the manifest); with https://, the module's sha256 (Istio checks none for file://)")
+	wasmPath := fs.String("wasm", "", "the module file: its sha256 goes to an annotation and, for an https:// URL, to spec.sha256")
 	selector := fs.String("selector", "", "workload labels, key=value,... (none: every workload of the namespace)")
 	namespace := fs.String("namespace", "", "metadata.namespace (none: kubectl's current namespace)")
 	rootNamespace := fs.String("root-namespace", envoy.DefaultRootNamespace, "Istio's root namespace, to warn when the plugin applies mesh-wide")
@@ -66,7 +66,9 @@ func runIstio(e *env, args []string) int {
 			return exitUsage
 		}
 		opts.ModuleSHA256 = oci.SHA256(module)
-		if !strings.HasPrefix(opts.URL, "oci://") {
+		// Istio checks spec.sha256 against the module only for https://
+		// (oci:// against the manifest, file:// not at all).
+		if strings.HasPrefix(opts.URL, "https://") {
 			if opts.SHA256 != "" && opts.SHA256 != opts.ModuleSHA256 {
 				e.errorf("istio: -sha256 %s is not the sha256 of %s (%s)", opts.SHA256, *wasmPath, opts.ModuleSHA256)
 				return exitInvalid
