@@ -154,7 +154,8 @@ func Encode(dst []byte, s State) {
 // bytes no bucket can hold (too short, negative tokens or time): garbage, such
 // as another plugin's data, that the caller should replace. A state written
 // under an older, larger limit is clamped to l rather than rejected, so a
-// configuration change keeps what clients have spent.
+// change of a rule's limit keeps what clients have spent. (A change of the
+// plugin's slots is another matter: it moves clients to other keys.)
 func Decode(src []byte, l Limit) (State, bool) {
 	if len(src) < EncodedLen {
 		return State{}, false
