@@ -135,6 +135,19 @@ func DefaultHealthCheck() HealthCheck {
 	}
 }
 
+// Warnings returns what a valid spec does that an operator should know
+// before deploying it: an admin listener beyond loopback (Envoy's admin has
+// no authentication, and it can stop the server or change its runtime).
+func (s *Spec) Warnings() []string {
+	var ws []string
+	if ip := net.ParseIP(s.Admin.Host); ip != nil && !ip.IsLoopback() {
+		ws = append(ws, fmt.Sprintf("admin %s listens beyond loopback: Envoy's admin has no authentication "+
+			"(POST /quitquitquit stops the server, /runtime_modify changes it); keep it on 127.0.0.1 or ::1 "+
+			"unless only trusted hosts can reach that address", s.Admin))
+	}
+	return ws
+}
+
 // WasmPath returns the absolute path of the wasm module: Wasm itself when it
 // is absolute, else Wasm joined to Dir, else to the working directory.
 func (s *Spec) WasmPath() (string, error) {

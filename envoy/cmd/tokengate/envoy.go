@@ -29,6 +29,9 @@ func runEnvoy(e *env, args []string) int {
 		return code
 	}
 	warnMissingWasm(e, spec, *specPath)
+	for _, w := range spec.Warnings() {
+		fmt.Fprintf(e.stderr, "tokengate: warning: %s\n", w)
+	}
 	if *check {
 		return exitOK
 	}

@@ -130,3 +130,25 @@ func TestUsage(t *testing.T) {
 		t.Errorf("envoy -h: exit %d", code)
 	}
 }
+
+// TestEnvoyAdminBeyondLoopbackWarns: an admin address other than loopback is
+// written as asked, with a warning; loopback gives none.
+func TestEnvoyAdminBeyondLoopbackWarns(t *testing.T) {
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "t.wasm")
+	if err := os.WriteFile(wasm, []byte("\x00asm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for admin, warn := range map[string]bool{"127.0.0.1:9901": false, "[::1]:9901": false, "0.0.0.0:9901": true, "10.1.2.3:9901": true} {
+		spec := "listen: 127.0.0.1:10000\nadmin: \"" + admin + "\"\nwasm: " + wasm + "\n" +
+			"filter: {rules: [{name: a, key: [path], capacity: 1, refill: 1, interval: 1s}]}\n" +
+			"routes: [{name: api, prefix: /, backends: [127.0.0.1:8081]}]\n"
+		code, out, errOut := runCLI(t, spec, "envoy")
+		if code != 0 || !strings.Contains(out, "admin:") {
+			t.Fatalf("%s: exit %d, stderr %q", admin, code, errOut)
+		}
+		if got := strings.Contains(errOut, "listens beyond loopback: Envoy's admin has no authentication"); got != warn {
+			t.Errorf("%s: warned %v, want %v: %q", admin, got, warn, errOut)
+		}
+	}
+}
