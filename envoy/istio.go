@@ -106,7 +106,16 @@ type IstioOptions struct {
 	// RootNamespace is Istio's root namespace, where a WasmPlugin without a
 	// selector applies to every workload of the mesh; "" means istio-system.
 	RootNamespace string
+	// Traffic selects the direction of the traffic the plugin runs on, as
+	// spec.match's mode: SERVER (a sidecar's inbound requests only), CLIENT
+	// (outbound; what a gateway's traffic is) or CLIENT_AND_SERVER. "" writes
+	// no match, which Istio takes as CLIENT_AND_SERVER: on sidecars, a
+	// request between two selected pods then passes the plugin twice.
+	Traffic string
 }
+
+// trafficModes are the values of IstioOptions.Traffic.
+var trafficModes = []string{"SERVER", "CLIENT", "CLIENT_AND_SERVER"}
 
 // DefaultPhase is where the filter goes in an Istio proxy when no phase is
 // given: after Istio's authentication filters (so a rule could key on an
@@ -170,6 +179,11 @@ func WasmPlugin(p *Plugin, o IstioOptions) (yamlDoc []byte, warnings []string, e
 	}
 	if len(o.Selector) > 0 {
 		spec.Selector = &typev1beta1.WorkloadSelector{MatchLabels: o.Selector}
+	}
+	if o.Traffic != "" {
+		spec.Match = []*extensionsv1alpha1.WasmPlugin_TrafficSelector{
+			{Mode: typev1beta1.WorkloadMode(typev1beta1.WorkloadMode_value[o.Traffic])},
+		}
 	}
 	if o.Priority != nil {
 		spec.Priority = wrapperspb.Int32(*o.Priority)
@@ -319,6 +333,9 @@ func (o IstioOptions) validate() error {
 	}
 	if o.PullSecret != "" && (len(o.PullSecret) > 253 || !dns1123Subdomain.MatchString(o.PullSecret)) {
 		bad("image pull secret %q must be a Secret name: lower-case letters, digits, '-' and '.'", o.PullSecret)
+	}
+	if o.Traffic != "" && !slices.Contains(trafficModes, o.Traffic) {
+		bad("traffic %q is not one of %s", o.Traffic, strings.Join(trafficModes, ", "))
 	}
 	if o.PullPolicy != "" && !slices.Contains(pullPolicies, o.PullPolicy) {
 		bad("image pull policy %q is not one of %s", o.PullPolicy, strings.Join(pullPolicies, ", "))

@@ -83,7 +83,7 @@ func TestWasmPluginRoundTrip(t *testing.T) {
 		priority := int32(-3)
 		out, _, err := envoy.WasmPlugin(p, envoy.IstioOptions{
 			URL: "oci://r.example/t@sha256:" + digest, Namespace: "edge", Selector: map[string]string{"app": "gw"},
-			Priority: &priority, Phase: "STATS", PullPolicy: "Always", PullSecret: "creds",
+			Priority: &priority, Phase: "STATS", PullPolicy: "Always", PullSecret: "creds", Traffic: "SERVER",
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -111,6 +111,7 @@ func TestWasmPluginRoundTrip(t *testing.T) {
 			ImagePullPolicy: extensionsv1alpha1.PullPolicy_Always,
 			ImagePullSecret: "creds",
 			Selector:        &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "gw"}},
+			Match:           []*extensionsv1alpha1.WasmPlugin_TrafficSelector{{Mode: typev1beta1.WorkloadMode_SERVER}},
 		}
 		if !proto.Equal(m.Spec, want) {
 			t.Errorf("%s: read back\n%v\nwant\n%v", policy, m.Spec, want)
@@ -237,6 +238,7 @@ func TestWasmPluginOptionErrors(t *testing.T) {
 	_, _, err := envoy.WasmPlugin(p, envoy.IstioOptions{
 		URL: "ftp://x/t.wasm", SHA256: "ABC", Name: "Rate_Limit", Namespace: "a.b",
 		Selector: map[string]string{"bad key": "v", "app": "-x"}, Phase: "LATE", PullPolicy: "Never", PullSecret: "My_Secret",
+		Traffic: "INBOUND",
 	})
 	want := `envoy: invalid Istio options: ` +
 		`image pull policy "Never" is not one of IfNotPresent, Always; ` +
@@ -247,6 +249,7 @@ func TestWasmPluginOptionErrors(t *testing.T) {
 		`selector key "bad key" is not a Kubernetes label key; ` +
 		`selector value "-x" (of app) is not a Kubernetes label value; ` +
 		`sha256 "ABC" must be 64 lower-case hex digits; ` +
+		`traffic "INBOUND" is not one of SERVER, CLIENT, CLIENT_AND_SERVER; ` +
 		`url "ftp://x/t.wasm": scheme "ftp" is not oci, https or file`
 	if err == nil || err.Error() != want {
 		t.Errorf("got  %v\nwant %s", err, want)

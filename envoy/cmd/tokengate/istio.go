@@ -25,6 +25,7 @@ func runIstio(e *env, args []string) int {
 	priority := fs.Int("priority", 0, "order within the phase, higher first (left out unless given)")
 	pullPolicy := fs.String("pull-policy", "", "IfNotPresent or Always (none: Istio's default)")
 	pullSecret := fs.String("pull-secret", "", "imagePullSecret: a docker-registry Secret in the plugin's namespace, for a private registry")
+	traffic := fs.String("traffic", "", "match mode: SERVER (sidecars: inbound only), CLIENT (gateways) or CLIENT_AND_SERVER (none: no match, Istio's CLIENT_AND_SERVER)")
 	outPath := fs.String("o", "", "output file (default: standard output)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -45,7 +46,7 @@ func runIstio(e *env, args []string) int {
 	}
 
 	opts := envoy.IstioOptions{URL: *url, SHA256: *sha, Name: *name, Namespace: *namespace, Phase: *phase,
-		PullPolicy: *pullPolicy, PullSecret: *pullSecret, RootNamespace: *rootNamespace}
+		PullPolicy: *pullPolicy, PullSecret: *pullSecret, RootNamespace: *rootNamespace, Traffic: *traffic}
 	var err error
 	if opts.Selector, err = envoy.ParseSelector(*selector); err != nil {
 		e.errorf("istio: %v", err)
