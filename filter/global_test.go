@@ -352,3 +352,37 @@ func TestNoGuestAllocationGlobal(t *testing.T) {
 		})
 	}
 }
+
+// TestGlobalOverallOnly: a service that answers only overall_code
+// OVER_LIMIT, with no per-descriptor statuses (the protocol allows it;
+// Envoy's ratelimit filter decides on overall_code alone), refuses: the
+// configured quota in RateLimit-Policy, Retry-After to the end of the
+// current minute (the fake clock starts 20 s into one), counted
+// rls_over_limit and not rls_error. The denial is cached until that end,
+// not longer.
+func TestGlobalOverallOnly(t *testing.T) {
+	f := &fakeRLS{decide: func(*rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, uint32) {
+		return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT}, 0
+	}}
+	g := startGlobal(t, f, "100", "")
+	vm := g.Worker(0)
+	alice := get("10.0.0.1:5000", "/api/items", "x-api-key", "alice")
+	resp := g.serve(vm, alice)
+	if resp.Status != 429 || headerValue(resp.Headers, "retry-after") != "40" ||
+		headerValue(resp.Headers, "ratelimit-policy") != `"fleet";q=100;w=60` ||
+		headerValue(resp.Headers, "ratelimit") != `"fleet";r=0;t=40` {
+		t.Fatalf("status %d headers %v", resp.Status, resp.Headers)
+	}
+	if counter(t, g, "tokengate.fleet.rls_over_limit") != 1 || counter(t, g, "tokengate.fleet.rls_error") != 0 ||
+		counter(t, g, "tokengate.fleet.rls_failure_mode") != 0 {
+		t.Error("counters: an overall-only refusal is rls_over_limit, not an error")
+	}
+	g.clock.Advance(10 * time.Second)
+	if resp := g.serve(vm, alice); resp.Status != 429 || headerValue(resp.Headers, "retry-after") != "30" || f.count() != 1 {
+		t.Fatalf("cached: status %d headers %v after %d calls", resp.Status, resp.Headers, f.count())
+	}
+	g.clock.Advance(30 * time.Second) // the minute is over
+	if resp := g.serve(vm, alice); resp.Status != 429 || f.count() != 2 {
+		t.Fatalf("after the window: status %d after %d calls, want a new call", resp.Status, f.count())
+	}
+}

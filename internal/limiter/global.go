@@ -11,9 +11,12 @@ import (
 // service (RLS) speaking Envoy's ShouldRateLimit protocol. Global prepares
 // one call per request covering every matching global rule (one descriptor
 // each, hits_addend = cost) and reads its answer; the caller makes the call.
+// The answer is read as Envoy's ratelimit filter reads it: overall_code
+// decides, the per-descriptor statuses (optional) say which rules refused.
 // A denial is remembered in shared data until the RLS says the window
-// resets, in a table bounded like the buckets' (cache_slots entries per
-// rule), so a client that keeps knocking costs no round trip.
+// resets (when it does not say, until the current window ends), in a table
+// bounded like the buckets' (cache_slots entries per rule), so a client
+// that keeps knocking costs no round trip.
 
 // Counters of global rules (the local ones above are not defined for them).
 const (
@@ -196,38 +199,84 @@ func appendUTF8(dst, v []byte) []byte {
 	return dst
 }
 
-// Answer reads the RLS answer msg to call c at now: the request is refused
-// when a rule that is not shadow is over its limit. Refusals are remembered
-// in the denial cache until duration_until_reset. An answer that cannot be
-// read, or does not give one status per descriptor, is an error and ends in
-// the failure mode.
+// Answer reads the RLS answer msg to call c at now, as Envoy's ratelimit
+// filter does: overall_code decides, and the statuses, when there is one per
+// descriptor, say which rules are over their limits.
+//
+//   - A rule whose status is OVER_LIMIT is over (even if overall_code says
+//     OK: refusing is the safer reading of that contradiction).
+//   - overall_code OVER_LIMIT that no status explains (no usable statuses,
+//     or none of them OVER_LIMIT) puts every rule of the call over, as
+//     Envoy refuses on it. One explained by a shadow rule's status alone
+//     admits: shadow rules never refuse.
+//   - No usable statuses and overall_code neither OK nor OVER_LIMIT is an
+//     error: the failure mode decides. So is an answer that cannot be read.
+//
+// Statuses that do not pair one to one with the descriptors are ignored:
+// nothing says which rule each one is about. A rule over its limit that is
+// not shadow refuses; a refusal with no duration_until_reset from the
+// service waits for the end of the current window of the rule's unit
+// (windows aligned on Unix time, as envoyproxy/ratelimit's are), and is
+// remembered in the denial cache until that reset, never past it.
 func (g *Global) Answer(c *Call, msg []byte, now int64) *Decision {
 	l := g.l
-	if err := g.resp.Decode(msg); err != nil || len(g.resp.Statuses) != len(c.Rules) {
+	if err := g.resp.Decode(msg); err != nil {
 		return g.Fail(c, false, now)
+	}
+	statuses := g.resp.Statuses
+	if len(statuses) != len(c.Rules) {
+		statuses = nil
+	}
+	if statuses == nil && g.resp.Overall == rls.CodeUnknown {
+		return g.Fail(c, false, now)
+	}
+	allOver := g.resp.Overall == rls.CodeOverLimit
+	for k := range statuses {
+		if statuses[k].Code == rls.CodeOverLimit {
+			allOver = false
+			break
+		}
 	}
 	d := g.reset()
 	for k, ri := range c.Rules {
-		st := &g.resp.Statuses[k]
-		r := l.rules[ri].cfg
+		var st *rls.Status
+		if statuses != nil {
+			st = &statuses[k]
+		}
 		q := g.quotaOf(ri, st)
-		v := Verdict{Rule: ri, Allowed: true, Remaining: int64(st.Remaining), Reset: st.UntilReset}
-		if st.Code == rls.CodeOverLimit {
-			l.count(ri, CounterRLSOverLimit, 1)
-			v.Allowed = r.Shadow
-			v.RetryAfter = st.UntilReset
-			if !st.HasReset {
-				v.RetryAfter = q.window * 1e9
-			}
-			if !r.Shadow && st.HasReset && st.UntilReset > 0 {
-				g.remember(ri, c.fps[k], now+st.UntilReset, now)
-			}
-		} else {
+		if !allOver && (st == nil || st.Code != rls.CodeOverLimit) {
 			l.count(ri, CounterRLSOK, 1)
+			v := Verdict{Rule: ri, Allowed: true}
+			if st != nil {
+				v.Remaining, v.Reset = int64(st.Remaining), st.UntilReset
+			}
+			g.add(d, v, q)
+			continue
+		}
+		l.count(ri, CounterRLSOverLimit, 1)
+		shadow := l.rules[ri].cfg.Shadow
+		reset := windowLeft(q.window, now)
+		if st != nil && st.HasReset {
+			reset = st.UntilReset
+		}
+		v := Verdict{Rule: ri, Allowed: shadow, Reset: reset, RetryAfter: reset}
+		if st != nil && st.Code == rls.CodeOverLimit {
+			v.Remaining = int64(st.Remaining)
+		}
+		if !shadow && reset > 0 {
+			g.remember(ri, c.fps[k], now+reset, now)
 		}
 		g.add(d, v, q)
 	}
 	return g.finish(d)
+}
+
+// windowLeft is the time from now to the end of the current window of
+// window seconds, windows aligned on Unix time (as envoyproxy/ratelimit
+// counts them): more than 0, at most the window.
+func windowLeft(window, now int64) int64 {
+	span := window * 1e9
+	return span - (now%span+span)%span
 }
 
 // Fail decides call c by rate_limit_service.failure_mode, counted: the call

@@ -310,3 +310,161 @@ func TestGlobalMetricNames(t *testing.T) {
 		t.Error("Global() is true outside the global counters")
 	}
 }
+
+// overall is an answer with overall_code code and the given statuses (none:
+// the service said only yes or no, which the protocol allows).
+func overall(t *testing.T, code rlsv3.RateLimitResponse_Code, statuses ...*rlsv3.RateLimitResponse_DescriptorStatus) []byte {
+	t.Helper()
+	b, err := proto.Marshal(&rlsv3.RateLimitResponse{OverallCode: code, Statuses: statuses})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestGlobalOverallOverLimitNoStatuses: a service that answers only
+// overall_code OVER_LIMIT refuses the request, as in Envoy's ratelimit
+// filter: every non-shadow rule of the call counts as over, rls_over_limit
+// (not rls_error, not the failure mode), with the configured quota in the
+// headers, Retry-After up to the end of the current clock-aligned window,
+// and the denial cached until then, not longer.
+func TestGlobalOverallOverLimitNoStatuses(t *testing.T) {
+	sec := int64(time.Second)
+	for _, mode := range []string{`,"failure_mode":"allow"`, `,"failure_mode":"deny"`} {
+		g, m, _ := newGlobalTier(t, mode)
+		alice := get("/api/a", "10.0.0.1:1", "x-api-key", "alice")
+		var c Call
+		now := 75 * sec // 15 s into a minute: 45 s to its end
+		if msg, _ := g.Begin(alice, at(now), &c); msg == nil || len(c.Rules) != 2 {
+			t.Fatalf("%s: call %+v", mode, c)
+		}
+		d := g.Answer(&c, overall(t, rlsv3.RateLimitResponse_OVER_LIMIT), now)
+		last := d.Verdicts[len(d.Verdicts)-1]
+		if !d.Denied || last.Rule != 1 || last.Failure || last.RetryAfter != 45*sec || !d.Verdicts[0].Allowed || d.Verdicts[0].Rule != 2 {
+			t.Fatalf("%s: %+v", mode, d)
+		}
+		var h Headers
+		g.AppendHeaders(&h, d)
+		if got := strings.Join(lines(&h), "|"); got != `retry-after: 45|ratelimit-policy: "per-key";q=10;w=60|ratelimit: "per-key";r=0;t=45` {
+			t.Errorf("%s: headers %q", mode, got)
+		}
+		for ri, want := range map[int]int64{1: 1, 2: 1} {
+			if m.get(ri, CounterRLSOverLimit) != want || m.get(ri, CounterRLSError) != 0 || m.get(ri, CounterRLSFailureMode) != 0 || m.get(ri, CounterRLSOK) != 0 {
+				t.Errorf("%s: rule %d: over %d error %d failure mode %d ok %d", mode, ri, m.get(ri, CounterRLSOverLimit),
+					m.get(ri, CounterRLSError), m.get(ri, CounterRLSFailureMode), m.get(ri, CounterRLSOK))
+			}
+		}
+		// Cached until the window ends, and not past it.
+		if msg, d := g.Begin(alice, at(119*sec), &c); msg != nil || d == nil || d.Verdicts[0].RetryAfter != sec {
+			t.Fatalf("%s: one second before the window ends: msg %v decision %+v", mode, msg != nil, d)
+		}
+		if msg, d := g.Begin(alice, at(120*sec), &c); msg == nil || d != nil {
+			t.Fatalf("%s: at the end of the window: msg %v decision %+v", mode, msg != nil, d)
+		}
+	}
+}
+
+// TestGlobalOverallOKNoStatuses: overall_code OK alone admits, counted
+// rls_ok, even under failure_mode deny.
+func TestGlobalOverallOKNoStatuses(t *testing.T) {
+	g, m, _ := newGlobalTier(t, `,"failure_mode":"deny"`)
+	var c Call
+	g.Begin(get("/api/a", "10.0.0.1:1"), at(0), &c)
+	d := g.Answer(&c, overall(t, rlsv3.RateLimitResponse_OK), 0)
+	if d.Denied || len(d.Verdicts) != 2 {
+		t.Fatalf("%+v", d)
+	}
+	for _, v := range d.Verdicts {
+		if v.Failure || !v.Allowed {
+			t.Errorf("verdict %+v", v)
+		}
+		if m.get(v.Rule, CounterRLSOK) != 1 || m.get(v.Rule, CounterRLSError) != 0 || m.get(v.Rule, CounterRLSFailureMode) != 0 {
+			t.Errorf("rule %d: ok %d error %d", v.Rule, m.get(v.Rule, CounterRLSOK), m.get(v.Rule, CounterRLSError))
+		}
+	}
+}
+
+// TestGlobalOverallUnknownNoStatuses: an answer with neither a decision
+// nor statuses (overall_code absent, UNKNOWN, or a code the protocol does
+// not define) is an error: the failure mode decides, counted. Envoy's
+// filter would admit it (it only asserts in debug builds); tokengate lets
+// failure_mode choose.
+func TestGlobalOverallUnknownNoStatuses(t *testing.T) {
+	for _, msg := range [][]byte{{}, {0x08, 0x00}, {0x08, 0x07}} {
+		for _, mode := range []string{"allow", "deny"} {
+			g, m, _ := newGlobalTier(t, `,"failure_mode":"`+mode+`"`)
+			var c Call
+			g.Begin(get("/api/a", "10.0.0.1:1"), at(0), &c)
+			d := g.Answer(&c, msg, 0)
+			if d.Denied != (mode == "deny") || !d.Verdicts[0].Failure || !d.Verdicts[1].Failure {
+				t.Errorf("%x %s: %+v", msg, mode, d)
+			}
+			if m.get(1, CounterRLSError) != 1 || m.get(1, CounterRLSFailureMode) != 1 || m.get(1, CounterRLSOK)+m.get(1, CounterRLSOverLimit) != 0 {
+				t.Errorf("%x %s: error %d failure mode %d", msg, mode, m.get(1, CounterRLSError), m.get(1, CounterRLSFailureMode))
+			}
+		}
+	}
+}
+
+// TestGlobalShadowOverallOverLimit: a shadow rule never refuses, however
+// the service says no: overall_code OVER_LIMIT with no statuses for a call
+// that only a shadow rule matches admits, counted rls_over_limit (would
+// have refused), not rls_error, even under failure_mode deny.
+func TestGlobalShadowOverallOverLimit(t *testing.T) {
+	g, m, s := newGlobalTier(t, `,"failure_mode":"deny"`)
+	before := s.len()
+	var c Call
+	if msg, _ := g.Begin(get("/other", "10.0.0.1:1"), at(0), &c); msg == nil || len(c.Rules) != 1 || c.Rules[0] != 2 {
+		t.Fatalf("call %+v", c)
+	}
+	d := g.Answer(&c, overall(t, rlsv3.RateLimitResponse_OVER_LIMIT), 0)
+	if d.Denied || len(d.Verdicts) != 1 || !d.Verdicts[0].Allowed || d.Verdicts[0].Failure {
+		t.Fatalf("%+v", d)
+	}
+	if m.get(2, CounterRLSOverLimit) != 1 || m.get(2, CounterRLSError) != 0 || m.get(2, CounterRLSFailureMode) != 0 {
+		t.Errorf("over %d error %d failure mode %d", m.get(2, CounterRLSOverLimit), m.get(2, CounterRLSError), m.get(2, CounterRLSFailureMode))
+	}
+	if s.len() != before {
+		t.Error("a shadow refusal was cached")
+	}
+}
+
+// TestGlobalOverallWithStatuses: statuses that pair with the descriptors
+// say which rules are over. overall_code OVER_LIMIT explained by a shadow
+// rule's status admits (shadow rules never refuse); OVER_LIMIT with every
+// status OK refuses by every non-shadow rule, as Envoy's filter follows
+// overall_code; statuses that do not pair with the descriptors are ignored
+// and overall_code decides. A status over its limit without
+// duration_until_reset waits for the end of the current window.
+func TestGlobalOverallWithStatuses(t *testing.T) {
+	sec := int64(time.Second)
+	for _, tc := range []struct {
+		name   string
+		msg    []byte
+		denied bool
+		retry  int64
+		over   [3]int64 // rls_over_limit of rules 1, 2
+	}{
+		{"a shadow status explains it", overall(t, rlsv3.RateLimitResponse_OVER_LIMIT, ok(3), over(time.Second)), false, 0, [3]int64{1: 0, 2: 1}},
+		{"no status explains it", overall(t, rlsv3.RateLimitResponse_OVER_LIMIT, ok(3), ok(1)), true, 45 * sec, [3]int64{1: 1, 2: 1}},
+		{"a status over, overall absent", answer(t, over(30*time.Second), ok(1)), true, 30 * sec, [3]int64{1: 1, 2: 0}},
+		{"a status over without a reset", answer(t, &rlsv3.RateLimitResponse_DescriptorStatus{Code: rlsv3.RateLimitResponse_OVER_LIMIT}, ok(1)), true, 45 * sec, [3]int64{1: 1, 2: 0}},
+		{"unpaired statuses, overall OK", overall(t, rlsv3.RateLimitResponse_OK, over(30*time.Second)), false, 0, [3]int64{}},
+		{"unpaired statuses, overall OVER_LIMIT", overall(t, rlsv3.RateLimitResponse_OVER_LIMIT, ok(3)), true, 45 * sec, [3]int64{1: 1, 2: 1}},
+	} {
+		g, m, _ := newGlobalTier(t, `,"failure_mode":"deny"`)
+		var c Call
+		now := 75 * sec
+		g.Begin(get("/api/a", "10.0.0.1:1"), at(now), &c)
+		d := g.Answer(&c, tc.msg, now)
+		last := d.Verdicts[len(d.Verdicts)-1]
+		if d.Denied != tc.denied || last.Failure || len(d.Verdicts) != 2 || tc.denied && (last.Rule != 1 || last.RetryAfter != tc.retry) {
+			t.Errorf("%s: %+v", tc.name, d)
+		}
+		for ri := 1; ri <= 2; ri++ {
+			if m.get(ri, CounterRLSOverLimit) != tc.over[ri] || m.get(ri, CounterRLSOverLimit)+m.get(ri, CounterRLSOK) != 1 || m.get(ri, CounterRLSError) != 0 {
+				t.Errorf("%s: rule %d: over %d ok %d error %d", tc.name, ri, m.get(ri, CounterRLSOverLimit), m.get(ri, CounterRLSOK), m.get(ri, CounterRLSError))
+			}
+		}
+	}
+}
