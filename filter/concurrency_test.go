@@ -104,8 +104,8 @@ func TestRefillAcrossWorkers(t *testing.T) {
 				t.Logf("%s: %d admitted of %d over %v on %d workers = %d tokens; ideal %d tokens; cas_retries %d",
 					tc.name, admitted.Load(), 1+workerN*perWorker+2*tc.capacity, time.Duration(e), workerN, spent, ideal,
 					g.counter(t, "tokengate.r.cas_retries"))
-				if f := g.counter(t, "tokengate.r.failure_mode"); f != 0 {
-					t.Fatalf("failure_mode decided %d requests", f)
+				if f, x := g.counter(t, "tokengate.r.failure_mode"), g.counter(t, "tokengate.r.cas_exhausted"); f != 0 || x != 0 {
+					t.Fatalf("failure_mode decided %d requests, cas_exhausted refused %d", f, x)
 				}
 				if spent > ideal || spent <= ideal-tc.cost {
 					t.Fatalf("admitted %d x cost %d = %d tokens, want within one cost below the ideal %d", admitted.Load(), tc.cost, spent, ideal)
@@ -246,7 +246,8 @@ func TestCollisionIsStricter(t *testing.T) {
 //     would have allowed are counted and logged;
 //   - the lone client is admitted exactly when its own bucket allows,
 //     never limited below it;
-//   - failure_mode never decides, and churn did happen (evictions, shared).
+//   - neither failure_mode nor an exhausted compare-and-swap loop decides,
+//     and churn did happen (evictions, shared).
 func TestChurnNeverOverAdmits(t *testing.T) {
 	const (
 		capacity = 4
@@ -373,8 +374,8 @@ func TestChurnNeverOverAdmits(t *testing.T) {
 			rounds, g.clock().Now().Sub(t0).Round(time.Second), len(crowd), requests, admitted, stricter,
 			100*float64(stricter)/float64(max(ownOK, 1)), ownOK, l.requests, l.admitted, l.stricter,
 			evictions, shared, g.counter(t, "tokengate.c.cas_retries"))
-		if f := g.counter(t, "tokengate.c.failure_mode"); f != 0 {
-			t.Fatalf("failure_mode decided %d requests", f)
+		if f, x := g.counter(t, "tokengate.c.failure_mode"), g.counter(t, "tokengate.c.cas_exhausted"); f != 0 || x != 0 {
+			t.Fatalf("failure_mode decided %d requests, cas_exhausted refused %d", f, x)
 		}
 		if evictions == 0 || shared == 0 {
 			t.Fatalf("no churn: evictions %d, shared %d", evictions, shared)

@@ -269,11 +269,13 @@ func TestGarbageInSetsReset(t *testing.T) {
 }
 
 // TestCASExhaustion: writers that rewrite the client's set without pause
-// makes the worker's compare-and-swap lose round after round; when it loses
-// maxCASAttempts in a row the decision is failure_mode, counted: "deny"
-// rejects with Retry-After 1, "allow" admits. The bucket is huge, so a 429
-// can only come from failure_mode and every counted decision is checked
-// against the responses.
+// make the worker's compare-and-swap lose round after round; when it loses
+// maxCASAttempts in a row the request is refused with Retry-After 1 and no
+// rate-limit headers, whatever failure_mode says, counted in cas_exhausted
+// and limited, never in failure_mode: admitting it would take no token. A
+// shadow rule refuses nobody and counts it in cas_exhausted and
+// shadow_limited. The bucket is huge, so a refusal can only come from a lost
+// loop, and every counted decision is checked against the responses.
 //
 // It depends on the writers outpacing the worker's read-modify-write. The
 // race detector slows the host's store (the writers) but not the guest's
@@ -286,10 +288,13 @@ func TestCASExhaustion(t *testing.T) {
 	// Two writers: one of them is usually running even when the machine is
 	// busy and the scheduler descheduled the other.
 	const writers = 2
-	for _, mode := range []string{"deny", "allow"} {
-		t.Run(mode, func(t *testing.T) {
-			g := start(t, `{"rules":[{"name":"c","key":["remote_address"],"capacity":1000000000,"refill":1,"interval":"1s"}],
-				"slots":16,"failure_mode":"`+mode+`"}`)
+	for _, tc := range []struct {
+		mode   string
+		shadow bool
+	}{{"deny", false}, {"allow", false}, {"allow", true}} {
+		t.Run(fmt.Sprintf("%s/shadow=%v", tc.mode, tc.shadow), func(t *testing.T) {
+			g := start(t, fmt.Sprintf(`{"rules":[{"name":"c","key":["remote_address"],"capacity":1000000000,"refill":1,"interval":"1s","shadow":%v}],
+				"slots":16,"failure_mode":%q}`, tc.shadow, tc.mode))
 			vm := g.Worker(0)
 			const src = "10.2.0.1:1"
 			if resp := g.serve(vm, get(src, "/")); resp.Status != 200 {
@@ -327,8 +332,8 @@ func TestCASExhaustion(t *testing.T) {
 					}
 				}()
 			}
-			// Stop after a few failure_mode decisions; typically under a
-			// second, at most 8 s on a machine too busy to run the writer.
+			// Stop after a few exhausted loops; typically under a second,
+			// at most 8 s on a machine too busy to run the writer.
 			var ok200, deny429, other int
 			deadline := time.Now().Add(8 * time.Second)
 			for n := 0; time.Now().Before(deadline) && n < 1_000_000; n++ {
@@ -336,47 +341,59 @@ func TestCASExhaustion(t *testing.T) {
 				switch {
 				case resp.Status == 200:
 					ok200++
-				case resp.Status == 429 && headerValue(resp.Headers, "retry-after") == "1":
+				case resp.Status == 429 && headerValue(resp.Headers, "retry-after") == "1" &&
+					headerValue(resp.Headers, "ratelimit") == "" && headerValue(resp.Headers, "ratelimit-policy") == "":
 					deny429++
 				default:
 					other++
-					t.Errorf("request %d: %d, retry-after %q", n, resp.Status, headerValue(resp.Headers, "retry-after"))
+					t.Errorf("request %d: %d, headers %v", n, resp.Status, resp.Headers)
 				}
 				if other > 3 {
 					break
 				}
-				if n%64 == 0 && counter(t, g, "tokengate.c.failure_mode") >= 3 {
+				if n%64 == 0 && counter(t, g, "tokengate.c.cas_exhausted") >= 3 {
 					break
 				}
 			}
 			close(stop)
 			wg.Wait()
 
-			failures := counter(t, g, "tokengate.c.failure_mode")
+			exhausted := counter(t, g, "tokengate.c.cas_exhausted")
 			retries := counter(t, g, "tokengate.c.cas_retries")
+			failures := counter(t, g, "tokengate.c.failure_mode")
 			allowed, limited := counter(t, g, "tokengate.c.allowed"), counter(t, g, "tokengate.c.limited")
-			t.Logf("%s: %d concurrent writes; %d x 200, %d x 429; counters allowed %d limited %d failure_mode %d cas_retries %d",
-				mode, writes.Load(), ok200, deny429, allowed, limited, failures, retries)
-			if failures == 0 || retries < 15*failures {
-				t.Fatalf("failure_mode %d, cas_retries %d: want failure_mode > 0 and 15 lost rounds for each", failures, retries)
+			shadowLimited := counter(t, g, "tokengate.c.shadow_limited")
+			t.Logf("%s: %d concurrent writes; %d x 200, %d x 429; counters allowed %d limited %d shadow_limited %d cas_exhausted %d failure_mode %d cas_retries %d",
+				t.Name(), writes.Load(), ok200, deny429, allowed, limited, shadowLimited, exhausted, failures, retries)
+			if exhausted == 0 || retries < 15*exhausted {
+				t.Fatalf("cas_exhausted %d, cas_retries %d: want cas_exhausted > 0 and 15 lost rounds for each", exhausted, retries)
+			}
+			if failures != 0 {
+				t.Fatalf("failure_mode %d: losing the compare-and-swap is not a host failure", failures)
 			}
 			if vm.Failed() {
 				t.Fatal("the VM failed")
 			}
-			switch mode {
-			case "deny":
-				// Only failure_mode can refuse: the bucket never runs dry.
-				if int64(deny429) != failures || limited != failures {
-					t.Fatalf("429s %d, limited %d, failure_mode %d: want all equal", deny429, limited, failures)
+			if tc.shadow {
+				// A shadow rule never refuses: every request is a 200,
+				// the first one included, and each exhausted loop is a
+				// would-be refusal.
+				if deny429 != 0 || limited != 0 || shadowLimited != exhausted {
+					t.Fatalf("429s %d, limited %d, shadow_limited %d, cas_exhausted %d: want 0, 0 and the last two equal",
+						deny429, limited, shadowLimited, exhausted)
 				}
-			case "allow":
-				if deny429 != 0 || limited != 0 {
-					t.Fatalf("%d refusals under failure_mode allow", deny429)
+				if int64(ok200)+1 != allowed+exhausted {
+					t.Fatalf("%d+1 x 200, but allowed %d + cas_exhausted %d", ok200, allowed, exhausted)
 				}
-				// 200s are the admitted decisions plus those of failure_mode (the first request too).
-				if int64(ok200)+1 != allowed+failures {
-					t.Fatalf("%d+1 x 200, but allowed %d + failure_mode %d", ok200, allowed, failures)
-				}
+				return
+			}
+			// Only an exhausted loop can refuse: the bucket never runs dry.
+			if int64(deny429) != exhausted || limited != exhausted || shadowLimited != 0 {
+				t.Fatalf("429s %d, limited %d, cas_exhausted %d: want all equal", deny429, limited, exhausted)
+			}
+			// 200s are the admitted decisions (the first request too): none without a token.
+			if int64(ok200)+1 != allowed {
+				t.Fatalf("%d+1 x 200, but allowed %d", ok200, allowed)
 			}
 		})
 	}

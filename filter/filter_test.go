@@ -245,8 +245,8 @@ func TestWorkersHammerOneKey(t *testing.T) {
 	}
 	wg.Wait()
 	if got := admitted.Load(); got != 300 {
-		t.Fatalf("admitted %d of 2000, want exactly 300 (failure_mode: %d)", got,
-			counter(t, g, "tokengate.hot.failure_mode"))
+		t.Fatalf("admitted %d of 2000, want exactly 300 (failure_mode: %d, cas_exhausted: %d)", got,
+			counter(t, g, "tokengate.hot.failure_mode"), counter(t, g, "tokengate.hot.cas_exhausted"))
 	}
 	t.Logf("cas retries: %d", counter(t, g, "tokengate.hot.cas_retries"))
 }

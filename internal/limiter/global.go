@@ -374,7 +374,7 @@ func (g *Global) AppendHeaders(h *Headers, d *Decision) {
 	last := len(d.Verdicts) - 1
 	v := d.Verdicts[last]
 	h.retryAfter(v.RetryAfter)
-	if v.Failure {
+	if !v.known() {
 		return
 	}
 	q := g.quota[last]

@@ -91,7 +91,8 @@ func policyItem(r *config.Rule) string {
 
 // AppendHeaders renders the rate-limit headers of d into h (as the
 // configuration's header mode asks) and, when d is a refusal, Retry-After
-// first. Verdicts decided by failure_mode carry no bucket and are left out.
+// first. Verdicts that know no bucket state (decided by failure_mode, or
+// refused after the compare-and-swap loop lost every attempt) are left out.
 // The draft headers name each rule, shadow ones included, so a client can
 // tell them apart; the legacy headers describe one unnamed limit, which
 // must be one that is enforced: shadow rules never drive that choice.
@@ -106,7 +107,7 @@ func (l *Limiter) AppendHeaders(h *Headers, d *Decision) {
 			h.end(HeaderPolicy)
 			start := len(h.buf)
 			for _, v := range d.Verdicts {
-				if !v.Failure {
+				if v.known() {
 					if len(h.buf) > start {
 						h.buf = append(h.buf, ", "...)
 					}
@@ -133,7 +134,7 @@ func (l *Limiter) AppendHeaders(h *Headers, d *Decision) {
 func (l *Limiter) policy(d *Decision) []byte {
 	var set uint64 // config.MaxRules <= 64
 	for _, v := range d.Verdicts {
-		if !v.Failure {
+		if v.known() {
 			set |= 1 << v.Rule
 		}
 	}
@@ -151,6 +152,9 @@ func (l *Limiter) policy(d *Decision) []byte {
 	}
 	return l.policyBuf
 }
+
+// known reports whether v carries its bucket's state (Remaining, Reset).
+func (v Verdict) known() bool { return !v.Failure && !v.Exhausted }
 
 // appendInt appends n in decimal, two digits per division: strconv's
 // general path costs several times more inside a wasm VM.
@@ -185,13 +189,13 @@ func appendInt(dst []byte, n int64) []byte {
 // with the fewest tokens left (the later reset on a tie).
 func (l *Limiter) tightest(d *Decision) (Verdict, bool) {
 	if d.Denied {
-		if v := d.Verdicts[len(d.Verdicts)-1]; !v.Failure {
+		if v := d.Verdicts[len(d.Verdicts)-1]; v.known() {
 			return v, true
 		}
 	}
 	best, found := Verdict{Remaining: math.MaxInt64}, false
 	for _, v := range d.Verdicts {
-		if !v.Failure && !l.rules[v.Rule].cfg.Shadow && (v.Remaining < best.Remaining || v.Remaining == best.Remaining && v.Reset > best.Reset) {
+		if v.known() && !l.rules[v.Rule].cfg.Shadow && (v.Remaining < best.Remaining || v.Remaining == best.Remaining && v.Reset > best.Reset) {
 			best, found = v, true
 		}
 	}

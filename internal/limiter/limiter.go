@@ -24,6 +24,7 @@ const (
 	CounterLimited                      // requests the rule rejected
 	CounterShadowLimited                // requests a shadow rule would have rejected
 	CounterCASRetries                   // compare-and-swap attempts lost to another worker
+	CounterCASExhausted                 // requests refused because every compare-and-swap attempt was lost
 	CounterFailureMode                  // decisions taken by failure_mode (shared data unusable)
 	CounterEvictions                    // full buckets forgotten to make room
 	CounterShared                       // requests served from another client's bucket (set full)
@@ -32,7 +33,7 @@ const (
 )
 
 var counterNames = [NumCounters]string{
-	"allowed", "limited", "shadow_limited", "cas_retries", "failure_mode", "evictions", "shared", "garbage_reset",
+	"allowed", "limited", "shadow_limited", "cas_retries", "cas_exhausted", "failure_mode", "evictions", "shared", "garbage_reset",
 }
 
 func (c Counter) String() string {
@@ -58,6 +59,7 @@ type Verdict struct {
 	Rule       int   // index in the configuration's rules
 	Allowed    bool  // the rule admitted the request (a shadow rule may not have)
 	Failure    bool  // decided by failure_mode: Remaining and Reset are unknown
+	Exhausted  bool  // refused because the compare-and-swap loop lost every attempt: Remaining and Reset are unknown
 	Remaining  int64 // tokens left after this request
 	Reset      int64 // nanoseconds until the bucket is full again
 	RetryAfter int64 // when !Allowed: nanoseconds until cost tokens are back
@@ -437,7 +439,20 @@ func (l *Limiter) check(ri int, req Request, now int64) Verdict {
 		}
 		return l.verdict(ri, st, true)
 	}
-	return l.failure(ri)
+	return l.exhausted(ri)
+}
+
+// exhausted refuses a request whose every compare-and-swap attempt was lost.
+// Each loss means another worker wrote the set, most likely taking tokens,
+// so the last read is stale and admitting would take no token: a request
+// admitted so is one more than the bucket holds. This is contention, not a
+// failing host, so failure_mode does not apply: the request is refused with a
+// Retry-After of one second (a shadow rule only counts it), and the verdict
+// names no bucket state, since none is known.
+func (l *Limiter) exhausted(ri int) Verdict {
+	l.count(ri, CounterCASExhausted, 1)
+	l.countRefusal(ri)
+	return Verdict{Rule: ri, Exhausted: true, RetryAfter: failureRetryAfter}
 }
 
 func (l *Limiter) verdict(ri int, st bucket.State, allowed bool) Verdict {
@@ -467,7 +482,9 @@ func (l *Limiter) countRefusal(ri int) {
 	}
 }
 
-// failureRetryAfter is the Retry-After of a rejection by failure_mode deny.
+// failureRetryAfter is the Retry-After of a refusal that knows no bucket
+// state: by failure_mode deny, or after the compare-and-swap loop lost every
+// attempt.
 const failureRetryAfter = int64(1e9)
 
 func (l *Limiter) failure(ri int) Verdict {

@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -179,7 +180,8 @@ func TestWorkersShareOneBudget(t *testing.T) {
 	}
 	wg.Wait()
 	if got := admitted.Load(); got != 500 {
-		t.Fatalf("admitted %d, want exactly 500 (failure_mode decisions: %d)", got, m.get(0, CounterFailureMode))
+		t.Fatalf("admitted %d, want exactly 500 (failure_mode decisions: %d, cas_exhausted: %d)", got,
+			m.get(0, CounterFailureMode), m.get(0, CounterCASExhausted))
 	}
 }
 
@@ -369,30 +371,160 @@ func TestGarbageIsResetAndCounted(t *testing.T) {
 	}
 }
 
-// failingStore loses every compare-and-swap, as under extreme contention;
-// unconditional writes (cas 0) still succeed, as they always do.
-type failingStore struct{ Store }
+// failingStore loses every compare-and-swap on keys that begin with prefix
+// (all keys when it is empty), as under extreme contention; unconditional
+// writes (cas 0) still succeed, as they always do.
+type failingStore struct {
+	Store
+	prefix string
+}
 
 func (f failingStore) SetSharedData(key, value []byte, cas uint32) error {
-	if cas == 0 {
-		return f.Store.SetSharedData(key, value, 0)
+	if cas == 0 || !strings.HasPrefix(string(key), f.prefix) {
+		return f.Store.SetSharedData(key, value, cas)
 	}
 	return ErrCASMismatch
 }
 
-func TestCASExhaustionGoesToFailureMode(t *testing.T) {
-	for _, mode := range []string{"allow", "deny"} {
-		t.Run(mode, func(t *testing.T) {
-			cfg := mustConfig(t, `{"rules":[{"name":"r","key":["remote_address"],"capacity":5,"refill":1,"interval":"1s"}],"failure_mode":"`+mode+`"}`)
+// TestCASExhaustionRefuses: a decision that loses every compare-and-swap
+// attempt is refused, whatever failure_mode says, with Retry-After 1 and no
+// bucket state, counted in cas_exhausted and limited, not in failure_mode.
+// A shadow rule only counts it (cas_exhausted and shadow_limited).
+func TestCASExhaustionRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		mode   string
+		shadow bool
+	}{{"allow", false}, {"deny", false}, {"allow", true}, {"deny", true}} {
+		t.Run(fmt.Sprintf("%s/shadow=%v", tc.mode, tc.shadow), func(t *testing.T) {
+			cfg := mustConfig(t, fmt.Sprintf(`{"rules":[{"name":"r","key":["remote_address"],"capacity":5,"refill":1,"interval":"1s","shadow":%v}],"failure_mode":%q}`,
+				tc.shadow, tc.mode))
 			m := &counters{}
 			l := newLimiter(t, cfg, newStore(), m)
-			l.store = failingStore{l.store}
+			l.store = failingStore{Store: l.store}
 			d := l.Decide(get("/", "1.1.1.1:1"), at(0))
-			if d.Denied != (mode == "deny") || !d.Verdicts[0].Failure {
+			if len(d.Verdicts) != 1 {
 				t.Fatalf("decision %+v", d)
 			}
-			if m.get(0, CounterFailureMode) != 1 || m.get(0, CounterCASRetries) != maxCASAttempts-1 {
-				t.Fatalf("failure_mode=%d cas_retries=%d", m.get(0, CounterFailureMode), m.get(0, CounterCASRetries))
+			v := d.Verdicts[0]
+			if d.Denied == tc.shadow || v.Allowed || !v.Exhausted || v.Failure || v.RetryAfter != 1e9 {
+				t.Fatalf("decision %+v, want a refusal (counted only, for a shadow rule) with Retry-After 1s", d)
+			}
+			limited, shadowLimited := int64(1), int64(0)
+			if tc.shadow {
+				limited, shadowLimited = 0, 1
+			}
+			if m.get(0, CounterCASExhausted) != 1 || m.get(0, CounterCASRetries) != maxCASAttempts-1 ||
+				m.get(0, CounterFailureMode) != 0 || m.get(0, CounterAllowed) != 0 ||
+				m.get(0, CounterLimited) != limited || m.get(0, CounterShadowLimited) != shadowLimited {
+				t.Fatalf("cas_exhausted=%d cas_retries=%d failure_mode=%d allowed=%d limited=%d shadow_limited=%d",
+					m.get(0, CounterCASExhausted), m.get(0, CounterCASRetries), m.get(0, CounterFailureMode),
+					m.get(0, CounterAllowed), m.get(0, CounterLimited), m.get(0, CounterShadowLimited))
+			}
+			var h Headers
+			l.AppendHeaders(&h, d)
+			want := "retry-after: 1"
+			if tc.shadow {
+				want = ""
+			}
+			if got := strings.Join(lines(&h), "\n"); got != want {
+				t.Fatalf("headers %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestCASExhaustionHeaders: the rate-limit headers of a refusal by an
+// exhausted compare-and-swap loop leave that rule out (its bucket state is
+// unknown) and describe the rules whose buckets decided.
+func TestCASExhaustionHeaders(t *testing.T) {
+	cfg := mustConfig(t, `{"rules":[{"name":"a","key":["remote_address"],"capacity":10,"refill":1,"interval":"1s"},
+		{"name":"hot","key":["path"],"capacity":100,"refill":1,"interval":"1s"}],"headers":"both"}`)
+	l := newLimiter(t, cfg, newStore(), nil)
+	l.store = failingStore{Store: l.store, prefix: "tokengate/test/hot/"}
+	d := l.Decide(get("/", "1.1.1.1:1"), at(0))
+	if !d.Denied || len(d.Verdicts) != 2 || !d.Verdicts[0].Allowed || !d.Verdicts[1].Exhausted {
+		t.Fatalf("decision %+v", d)
+	}
+	var h Headers
+	l.AppendHeaders(&h, d)
+	want := []string{
+		`retry-after: 1`,
+		`ratelimit-policy: "a";q=10;w=10`,
+		`ratelimit: "a";r=9;t=1`,
+		`x-ratelimit-limit: 10`, `x-ratelimit-remaining: 9`, `x-ratelimit-reset: 1`}
+	if got := lines(&h); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// rivalStore runs rival, when set, before each compare-and-swap write (cas
+// not 0) it is asked for: another VM's decision slipped in between this VM's
+// read and its write.
+type rivalStore struct {
+	Store
+	rival func()
+}
+
+func (r *rivalStore) SetSharedData(key, value []byte, cas uint32) error {
+	if cas != 0 && r.rival != nil {
+		r.rival()
+	}
+	return r.Store.SetSharedData(key, value, cas)
+}
+
+// TestCASExhaustionNeverOverAdmits: VM B admits one request of a client
+// before each of VM A's writes, so A loses every round, each time after a
+// read that showed tokens. A's request is refused and counted, whatever
+// failure_mode says, and draining the bucket from both VMs admits exactly its
+// capacity: the lost rounds took no token from A and gave none away.
+func TestCASExhaustionNeverOverAdmits(t *testing.T) {
+	for _, mode := range []string{"allow", "deny"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := mustConfig(t, `{"rules":[{"name":"hot","key":["remote_address"],"capacity":100,"refill":1,"interval":"1h"}],"failure_mode":"`+mode+`"}`)
+			s := newStore()
+			client := get("/", "10.9.9.9:1")
+			b := newLimiter(t, cfg, s, nil)
+			admitted := 0
+			if b.Decide(client, at(sec)).Denied { // creates the client's set
+				t.Fatal("first request refused")
+			}
+			admitted++
+			rs := &rivalStore{Store: s}
+			m := &counters{}
+			a := newLimiter(t, cfg, rs, m)
+			rivals := 0
+			rs.rival = func() {
+				rivals++
+				if b.Decide(client, at(sec)).Denied {
+					t.Errorf("rival request %d refused", rivals)
+					return
+				}
+				admitted++
+			}
+			d := a.Decide(client, at(sec))
+			rs.rival = nil
+			if rivals != maxCASAttempts {
+				t.Fatalf("%d rival requests, want one before each of %d attempts", rivals, maxCASAttempts)
+			}
+			if v := d.Verdicts[0]; !d.Denied || v.Allowed || !v.Exhausted || v.Failure || v.RetryAfter != 1e9 {
+				t.Errorf("A's decision %+v, want a refusal with Retry-After 1s", d)
+			}
+			if !d.Denied {
+				admitted++
+			}
+			if m.get(0, CounterCASExhausted) != 1 || m.get(0, CounterLimited) != 1 || m.get(0, CounterFailureMode) != 0 {
+				t.Errorf("A: cas_exhausted=%d limited=%d failure_mode=%d, want 1, 1, 0",
+					m.get(0, CounterCASExhausted), m.get(0, CounterLimited), m.get(0, CounterFailureMode))
+			}
+			for i := 0; i < 200; i++ {
+				for _, l := range []*Limiter{a, b} {
+					if !l.Decide(client, at(sec)).Denied {
+						admitted++
+					}
+				}
+			}
+			if admitted != 100 {
+				t.Fatalf("admitted %d from a bucket of 100", admitted)
 			}
 		})
 	}

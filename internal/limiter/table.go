@@ -45,9 +45,11 @@ const (
 	setLen       = setHeaderLen + ways*entryLen
 
 	// maxCASAttempts bounds the read-modify-write loop on one set. Each
-	// failed attempt means another worker updated the set in between, so
-	// the loop ends quickly unless contention is extreme; it then ends in
-	// the configured failure mode and is counted.
+	// failed attempt means another worker updated the set in between. With
+	// N workers on one hot set only one wins each round, so a loser may
+	// lose N-1 rounds in a row or more; when it has lost them all, the
+	// request is refused (never admitted without a token) and counted in
+	// cas_exhausted, whatever failure_mode says.
 	maxCASAttempts = 16
 )
 
