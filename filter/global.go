@@ -115,18 +115,31 @@ func (v *vm) OnGrpcPanic(_, token uint32) {
 	v.resume(s, g, g.Undecided(&s.call))
 }
 
-// resume ends the pause of s with decision d.
+// resume ends the pause of s with decision d. v.answering is cleared only
+// once the stream has its answer (explicitly, not deferred: a deferred clear
+// would run before the callback's recover), so a panic on the way leaves it
+// for OnGrpcPanic, which resumes the stream by failure_mode instead.
 func (v *vm) resume(s *stream, g *limiter.Global, d *limiter.Decision) {
-	v.answering = nil
 	s.token = 0
 	if proxywasm.SetEffectiveContext(s.id) != proxywasm.StatusOK {
+		v.answering = nil
 		return // the stream is gone
 	}
+	if resumeFaultHook != nil && v.answering != nil {
+		resumeFaultHook()
+	}
 	if d.Denied && v.refuseGlobal(s, g, d) == proxywasm.ActionPause {
+		v.answering = nil
 		return
 	}
 	proxywasm.ContinueStream(proxywasm.StreamRequest)
+	v.answering = nil
 }
+
+// resumeFaultHook, when set (only by the test build of hook.go), runs in
+// resume once the stream is the effective context, when a gRPC callback (not
+// OnGrpcPanic) is answering it.
+var resumeFaultHook func()
 
 // cancelCall cancels the call of stream id, if one is in flight: Envoy
 // would otherwise deliver its answer to the root after the stream is gone.

@@ -14,7 +14,9 @@ import (
 // x-tokengate-fault: fatal makes it meet a fatal runtime error;
 // x-tokengate-fault: grpc-panic makes the gRPC callback that answers the
 // request's call to the rate limit service panic (receive or close), once
-// the stream has been taken from the call table.
+// the stream has been taken from the call table; x-tokengate-fault:
+// resume-panic makes it panic later, in resume, with the decision made and
+// the stream not yet answered.
 
 //go:linkname throw runtime.throw
 func throw(s string)
@@ -30,6 +32,12 @@ func init() {
 			panic("tokengate: fault hook")
 		case "fatal":
 			throw("tokengate: fault hook")
+		}
+	}
+	resumeFaultHook = func() {
+		v, st := proxywasm.GetHeader(proxywasm.MapRequestHeaders, "x-tokengate-fault")
+		if st == proxywasm.StatusOK && unsafe.String(unsafe.SliceData(v), len(v)) == "resume-panic" {
+			panic("tokengate: fault hook in resume")
 		}
 	}
 	grpcFaultHook = func(id uint32) {

@@ -164,3 +164,48 @@ func TestGrpcPanicFollowsFailureMode(t *testing.T) {
 		}
 	}
 }
+
+// TestGrpcResumePanicFollowsFailureMode: a panic after the service's answer
+// has been read, while the stream is being resumed, still ends the pause by
+// rate_limit_service.failure_mode (before, the stream stayed paused: the
+// panic handler found no stream to resume), counted in tokengate.panics.
+func TestGrpcResumePanicFollowsFailureMode(t *testing.T) {
+	over := func(*rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, uint32) {
+		return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT, Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{
+			{Code: rlsv3.RateLimitResponse_OVER_LIMIT}}}, 0
+	}
+	for _, answer := range []struct {
+		name   string
+		decide func(*rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, uint32)
+	}{{"ok", okAnswer}, {"over limit", over}} {
+		for _, tt := range []struct {
+			mode       string
+			wantStatus int
+			wantRetry  string
+		}{
+			{"allow", 200, ""},
+			{"deny", 429, "1"},
+		} {
+			t.Run(answer.name+"/"+tt.mode, func(t *testing.T) {
+				f := &fakeRLS{decide: answer.decide}
+				cfg := strings.NewReplacer("%LOCAL%", "100", "%RLS%", `,"failure_mode":"`+tt.mode+`"`).Replace(globalRules)
+				g := startModule(t, hookedModule(t), cfg, func(c *wasmhost.PluginConfig) { c.Grpc = f })
+				vm := g.Worker(0)
+				resp := g.serve(vm, get("10.0.0.1:1", "/api/items", "x-api-key", "alice", "x-tokengate-fault", "resume-panic"))
+				if resp.Status != tt.wantStatus || headerValue(resp.Headers, "retry-after") != tt.wantRetry {
+					t.Fatalf("after a panic in resume: %d %v (local reply %+v), want %d with Retry-After %q",
+						resp.Status, resp.Headers, resp.LocalReply, tt.wantStatus, tt.wantRetry)
+				}
+				if got := counter(t, g, "tokengate.panics"); got != 1 {
+					t.Errorf("tokengate.panics = %d, want 1", got)
+				}
+				if !strings.Contains(g.log.String(), "recovered from panic: tokengate: fault hook in resume") {
+					t.Errorf("the panic is not logged:\n%s", g.log)
+				}
+				if vm.Failed() {
+					t.Fatal("the VM failed")
+				}
+			})
+		}
+	}
+}
