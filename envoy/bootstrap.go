@@ -121,6 +121,7 @@ func makeListener(s *Spec, wasmPath string) (*listenerv3.Listener, error) {
 
 // makeHTTPConnectionManager returns the HCM: codec AUTO (HTTP/1.1 and h2c),
 // the client address taken from the connection (use_remote_address), the
+// path normalized before any filter or route sees it, the
 // wasm filter, then the router.
 func makeHTTPConnectionManager(s *Spec, wasmPath string) (*hcmv3.HttpConnectionManager, error) {
 	wasm, err := makeWasmFilter(s, wasmPath)
@@ -139,7 +140,14 @@ func makeHTTPConnectionManager(s *Spec, wasmPath string) (*hcmv3.HttpConnectionM
 		StatPrefix:       StatPrefix,
 		CodecType:        hcmv3.HttpConnectionManager_AUTO,
 		UseRemoteAddress: wrapperspb.Bool(true),
-		RouteSpecifier:   &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routes},
+		// The filter's path_prefix rules, the route prefixes and the backend
+		// must all see one path: without these, //api/x, /./api/x or
+		// /x/../api/x reach a backend that normalizes while no /api/ rule
+		// matched. envoy/DESIGN.md explains each of the three.
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
+		RouteSpecifier:               &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routes},
 		HttpFilters: []*hcmv3.HttpFilter{
 			wasm,
 			{

@@ -56,6 +56,12 @@ func TestDecisions(t *testing.T) {
 	if !hcm.GetUseRemoteAddress().GetValue() || hcm.GetCodecType() != hcmv3.HttpConnectionManager_AUTO {
 		t.Errorf("hcm: use_remote_address %v, codec %v", hcm.GetUseRemoteAddress(), hcm.GetCodecType())
 	}
+	// Rules and routes compare the normalized path, the one the backend gets (DESIGN.md).
+	if !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() ||
+		hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
+		t.Errorf("hcm: normalize_path %v, merge_slashes %v, path_with_escaped_slashes_action %v",
+			hcm.GetNormalizePath(), hcm.GetMergeSlashes(), hcm.GetPathWithEscapedSlashesAction())
+	}
 	filters := hcm.GetHttpFilters()
 	if len(filters) != 2 || filters[0].Name != "envoy.filters.http.wasm" || filters[1].Name != "envoy.filters.http.router" {
 		t.Fatalf("http_filters %v", filters)

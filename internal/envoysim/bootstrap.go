@@ -140,7 +140,8 @@ var allowed = map[protoreflect.FullName]map[string]bool{
 	"envoy.config.listener.v3.FilterChain":                set("filters"),
 	"envoy.config.listener.v3.Filter":                     set("name", "typed_config"),
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": set(
-		"stat_prefix", "route_config", "http_filters", "use_remote_address"),
+		"stat_prefix", "route_config", "http_filters", "use_remote_address", "normalize_path",
+		"merge_slashes", "path_with_escaped_slashes_action"),
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": set("name", "typed_config"),
 	"envoy.extensions.filters.http.router.v3.Router":                         set(),
 	"envoy.extensions.filters.http.wasm.v3.Wasm":                             set("config"),

@@ -14,7 +14,8 @@ func TestLoadFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:10000" || c.Admin != "127.0.0.1:9901" || c.StatPrefix != "gateway" || !c.UseRemoteAddress {
+	if c.Listen != "127.0.0.1:10000" || c.Admin != "127.0.0.1:9901" || c.StatPrefix != "gateway" || !c.UseRemoteAddress ||
+		!c.NormalizePath || !c.MergeSlashes || !c.RejectEscapedSlashes {
 		t.Errorf("listener: %+v", c)
 	}
 	w := c.Wasm
@@ -70,6 +71,8 @@ func TestRejects(t *testing.T) {
 			"typed_config.server_name: field envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.server_name is not implemented"},
 		{"unimplemented route field", "prefix_rewrite: /v1/users", "prefix_rewrite: /v1/users\n                  host_rewrite_literal: x",
 			"routes[0].route.host_rewrite_literal: field"},
+		{"escaped slashes action", "path_with_escaped_slashes_action: REJECT_REQUEST", "path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT",
+			"typed_config.path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT is not implemented by envoysim"},
 		{"unknown retry_on", "retry_on: 5xx,reset", "retry_on: 5xx,envoy-ratelimited,reset", `retry_on: "envoy-ratelimited" is not implemented`},
 		{"cluster type", "type: STRICT_DNS", "type: LOGICAL_DNS", "clusters[1].type: LOGICAL_DNS is not implemented"},
 		{"success rate", "enforcing_success_rate: 0", "enforcing_success_rate: 100", "outlier_detection.enforcing_success_rate: success-rate ejection is not implemented"},

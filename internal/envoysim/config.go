@@ -33,9 +33,13 @@ type Config struct {
 	StatPrefix string // the HTTP connection manager's stat_prefix
 	// UseRemoteAddress appends the peer address to x-forwarded-for.
 	UseRemoteAddress bool
-	Wasm             *WasmConfig // the wasm filter, nil when the chain is only the router
-	VirtualHosts     []VirtualHost
-	Clusters         []ClusterConfig
+	// The path options rewrite or refuse :path before the filter and the router (path.go).
+	NormalizePath        bool        // normalize_path
+	MergeSlashes         bool        // merge_slashes
+	RejectEscapedSlashes bool        // path_with_escaped_slashes_action REJECT_REQUEST
+	Wasm                 *WasmConfig // the wasm filter, nil when the chain is only the router
+	VirtualHosts         []VirtualHost
+	Clusters             []ClusterConfig
 }
 
 // WasmConfig is the envoy.filters.http.wasm filter's plugin configuration.
@@ -240,6 +244,15 @@ func (c *Config) parseListener(b *bootstrapv3.Bootstrap, fail func(path, format 
 	hp := fp + ".typed_config"
 	c.StatPrefix = hcm.GetStatPrefix()
 	c.UseRemoteAddress = hcm.GetUseRemoteAddress().GetValue()
+	c.NormalizePath = hcm.GetNormalizePath().GetValue() // unset: false, Envoy's default (no runtime override here)
+	c.MergeSlashes = hcm.GetMergeSlashes()
+	switch a := hcm.GetPathWithEscapedSlashesAction(); a {
+	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED:
+	case hcmv3.HttpConnectionManager_REJECT_REQUEST:
+		c.RejectEscapedSlashes = true
+	default:
+		fail(hp+".path_with_escaped_slashes_action", "%s is not implemented by envoysim", a)
+	}
 	filters := hcm.GetHttpFilters()
 	for i, f := range filters {
 		p := fmt.Sprintf("%s.http_filters[%d]", hp, i)

@@ -25,7 +25,7 @@ import (
 // local reply, rewrites :path to x-rewrite-path, pauses requests that carry x-pause (then
 // resumes them after 50 ms, or denies them when the value is "deny"), buffers the body of
 // requests that carry x-buffer-body until its end, and marks responses with the worker that
-// served them.
+// served them, the route and the :path it saw.
 type fakeFilter struct {
 	mu      sync.Mutex
 	workers map[uint64]int // connection id -> worker
@@ -119,8 +119,9 @@ func (s *fakeStream) RequestBody(chunk []byte, eos bool) wasmhost.Result {
 }
 
 func (s *fakeStream) ResponseHeaders(h wasmhost.Headers, eos bool) wasmhost.Result {
+	path, _ := s.req.Get(":path")
 	h = append(h[:len(h):len(h)], [2]string{"x-fake-worker", strconv.Itoa(s.worker)},
-		[2]string{"x-fake-route", s.info.RouteName})
+		[2]string{"x-fake-route", s.info.RouteName}, [2]string{"x-fake-path", path})
 	return wasmhost.Result{Headers: h}
 }
 

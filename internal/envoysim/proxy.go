@@ -178,6 +178,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h := s.requestHeaders(r)
 	path, _ := h.Get(":path")
+	if strings.HasPrefix(path, "/") {
+		// Envoy's connection manager normalizes :path (or refuses it) before the filter
+		// chain exists; the filter, the router and the upstream see the result.
+		norm, ok := s.cfg.normalizePath(path)
+		if !ok {
+			s.stats.inc(s.httpPrefix + "downstream_rq_failed_path_normalization")
+			ex.localReply(http.StatusBadRequest, "")
+			return
+		}
+		if norm != path {
+			path = norm
+			h = setHeader(h, ":path", path)
+		}
+	}
 	ex.route = s.match(path)
 	ex.info = wasmhost.StreamInfo{
 		SourceAddress:      r.RemoteAddr,

@@ -376,9 +376,12 @@ func TestHealthThresholds(t *testing.T) {
 	}
 }
 
+// TestPathForwardedVerbatim: with the connection manager's path options off (Envoy's
+// defaults), the path goes upstream byte for byte.
 func TestPathForwardedVerbatim(t *testing.T) {
 	bs := startBackends(t, 1)
 	cfg := fixture(t)
+	cfg.NormalizePath, cfg.MergeSlashes, cfg.RejectEscapedSlashes = false, false, false
 	cfg.cluster("users").Endpoints = endpoints(t, bs)
 	fastHealth(cfg.cluster("users"))
 	cfg.route("users").HasRewrite = false

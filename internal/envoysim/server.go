@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		s.filter = f
 	}
 	for _, n := range []string{"downstream_rq_total", "downstream_cx_total", "downstream_rq_2xx",
-		"downstream_rq_4xx", "downstream_rq_5xx", "no_route"} {
+		"downstream_rq_4xx", "downstream_rq_5xx", "no_route", "downstream_rq_failed_path_normalization"} {
 		s.stats.counter(s.httpPrefix + n)
 	}
 	s.stats.gauge(s.httpPrefix + "downstream_cx_active")
