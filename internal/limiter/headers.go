@@ -82,11 +82,17 @@ func Seconds(ns int64) int64 {
 	return ns/1e9 + min(ns%1e9, 1)
 }
 
+// maxSFInteger is the largest Structured Field integer (RFC 8941 3.3.1: at
+// most 15 digits), which the draft headers' values are: a larger one makes a
+// strict client drop the whole field, so q and r are capped to it. (w and t
+// are seconds, below 10^10 however large the limit.)
+const maxSFInteger = 999_999_999_999_999
+
 // policyItem renders one RateLimit-Policy list member of the IETF httpapi
 // draft: "name";q=<capacity>;w=<seconds for an empty bucket to refill>.
 func policyItem(r *config.Rule) string {
 	w := max(Seconds(bucket.Window(r.Limit())), 1)
-	return `"` + r.Name + `";q=` + strconv.FormatInt(r.Capacity, 10) + ";w=" + strconv.FormatInt(w, 10)
+	return `"` + r.Name + `";q=` + strconv.FormatInt(min(r.Capacity, maxSFInteger), 10) + ";w=" + strconv.FormatInt(w, 10)
 }
 
 // AppendHeaders renders the rate-limit headers of d into h (as the
@@ -112,7 +118,7 @@ func (l *Limiter) AppendHeaders(h *Headers, d *Decision) {
 						h.buf = append(h.buf, ", "...)
 					}
 					h.buf = append(h.buf, l.rules[v.Rule].remainingPrefix...)
-					h.buf = appendInt(h.buf, v.Remaining)
+					h.buf = appendInt(h.buf, min(v.Remaining, maxSFInteger))
 					h.buf = append(h.buf, ";t="...)
 					h.buf = appendInt(h.buf, Seconds(v.Reset))
 				}

@@ -49,6 +49,21 @@ func TestAppendHeaders(t *testing.T) {
 			`ratelimit: "per-client";r=98;t=1, "global";r=0;t=120`,
 			`x-ratelimit-limit: 2`, `x-ratelimit-remaining: 0`, `x-ratelimit-reset: 120`}},
 	}
+	// Structured Field integers have at most 15 digits (RFC 8941 3.3.1): a
+	// larger capacity is written as the largest one, or a strict client
+	// drops the whole field. The legacy headers are plain numbers.
+	huge := `"rules":[{"name":"huge","key":["remote_address"],"capacity":1000000000000000000,"refill":1,"interval":"1s"}]`
+	tests = append(tests,
+		struct {
+			name     string
+			rules    string
+			headers  string
+			requests int
+			want     []string
+		}{"draft integers fit 15 digits", huge, "both", 1, []string{
+			`ratelimit-policy: "huge";q=999999999999999;w=9223372037`,
+			`ratelimit: "huge";r=999999999999999;t=1`,
+			`x-ratelimit-limit: 1000000000000000000`, `x-ratelimit-remaining: 999999999999999999`, `x-ratelimit-reset: 1`}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := mustConfig(t, `{`+tt.rules+`,"headers":"`+tt.headers+`"}`)
