@@ -233,6 +233,19 @@ func (c *Config) route(name string) *Route {
 	panic("no route " + name)
 }
 
+// oneBackendServer starts the fixture with one test backend behind both the users and the
+// api routes, and filter f.
+func oneBackendServer(t *testing.T, f *fakeFilter) (*Server, *testBackend) {
+	t.Helper()
+	bs := startBackends(t, 1)
+	cfg := fixture(t)
+	cfg.cluster("users").Endpoints = endpoints(t, bs)
+	fastHealth(cfg.cluster("users"))
+	cfg.cluster("api").Endpoints = endpoints(t, bs)
+	cfg.cluster("api").DNS = false
+	return startServer(t, cfg, 1, f), bs[0]
+}
+
 // fastHealth makes the users cluster check every 50 ms.
 func fastHealth(c *ClusterConfig) {
 	hc := c.HealthCheck

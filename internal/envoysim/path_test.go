@@ -73,14 +73,8 @@ func TestNormalizePath(t *testing.T) {
 // segments, a backslash or an escaped unreserved character reach the filter, the route /api
 // and the backend as /api/x. Escaped slashes and NUL get Envoy's 400 before the filter.
 func TestPathNormalizedBeforeFilterAndRouter(t *testing.T) {
-	bs := startBackends(t, 1)
-	cfg := fixture(t)
-	cfg.cluster("users").Endpoints = endpoints(t, bs)
-	fastHealth(cfg.cluster("users"))
-	cfg.cluster("api").Endpoints = endpoints(t, bs)
-	cfg.cluster("api").DNS = false
 	f := newFakeFilter()
-	s := startServer(t, cfg, 1, f)
+	s, b := oneBackendServer(t, f)
 	for _, target := range []string{"/api/x", "//api/x", "/./api/x", "/x/../api/x", "/../api/x",
 		"/%61pi/x", `/api\x`, "/api/./y/../x", "/api%2E/../api/x"} {
 		raw := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", target)
@@ -92,14 +86,14 @@ func TestPathNormalizedBeforeFilterAndRouter(t *testing.T) {
 		}
 	}
 	allowed := f.allowed.Load()
-	served := bs[0].served.Load()
+	served := b.served.Load()
 	for _, target := range []string{"/api%2Fx", "/x/..%5capi/x", "/api/%00"} {
 		raw := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", target)
 		if resp, _ := rawRequest(t, s, raw, 5*time.Second); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s: got %d, want 400", target, resp.StatusCode)
 		}
 	}
-	if f.allowed.Load() != allowed || bs[0].served.Load() != served {
+	if f.allowed.Load() != allowed || b.served.Load() != served {
 		t.Errorf("a refused path reached the filter or the backend")
 	}
 	if st := statsOf(t, s); st["http.gateway.downstream_rq_failed_path_normalization"] != 3 {

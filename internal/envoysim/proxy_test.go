@@ -54,20 +54,14 @@ func TestRoundRobinAndForwarding(t *testing.T) {
 }
 
 func TestRoutesAndLocalReplies(t *testing.T) {
-	bs := startBackends(t, 1)
-	cfg := fixture(t)
-	cfg.cluster("users").Endpoints = endpoints(t, bs)
-	fastHealth(cfg.cluster("users"))
-	cfg.cluster("api").Endpoints = endpoints(t, bs)
-	cfg.cluster("api").DNS = false
-	s := startServer(t, cfg, 1, newFakeFilter())
+	s, backend := oneBackendServer(t, newFakeFilter())
 	c := &http.Client{}
 
 	resp, body := get(t, c, s, "/api/users/1", "X-Deny", "1")
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" || resp.Header.Get("X-Fake") != "local" || body != "slow down\n" {
 		t.Errorf("filter local reply: %d %v %q", resp.StatusCode, resp.Header, body)
 	}
-	if bs[0].served.Load() != 0 {
+	if backend.served.Load() != 0 {
 		t.Errorf("a denied request reached the upstream")
 	}
 	resp, _ = get(t, c, s, "/other")
