@@ -378,11 +378,12 @@ func TestAbsurdConfigs(t *testing.T) {
 		policy string
 		want   [3]want
 	}{
+		// q and r are Structured Field integers, capped at 15 digits.
 		{`{"rules":[{"name":"r","key":["path"],"capacity":9223372036854775807,"refill":1,"interval":"1ms"}]}`,
-			`"r";q=9223372036854775807;w=9223372037`, [3]want{
-				{200, `"r";r=9223372036854775806;t=1`, ""},
-				{200, `"r";r=9223372036854775805;t=1`, ""},
-				{200, `"r";r=9223372036854775804;t=1`, ""}}},
+			`"r";q=999999999999999;w=9223372037`, [3]want{
+				{200, `"r";r=999999999999999;t=1`, ""},
+				{200, `"r";r=999999999999999;t=1`, ""},
+				{200, `"r";r=999999999999999;t=1`, ""}}},
 		{`{"rules":[{"name":"r","key":["path"],"capacity":1,"refill":1099511627776,"interval":"1ms"}]}`,
 			`"r";q=1;w=1`, [3]want{
 				{200, `"r";r=0;t=1`, ""},
