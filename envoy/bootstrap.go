@@ -61,7 +61,9 @@ const (
 // because Envoy takes the first route that matches: "/api/users" must come
 // before "/api". Clusters keep spec order.
 func Bootstrap(s *Spec) (*bootstrapv3.Bootstrap, error) {
-	if err := s.Validate(); err != nil {
+	ps := &problems{}
+	cfg := s.check(ps) // Validate, keeping the parsed filter block
+	if err := ps.err(); err != nil {
 		return nil, err
 	}
 	wasmPath, err := s.WasmPath()
@@ -77,7 +79,8 @@ func Bootstrap(s *Spec) (*bootstrapv3.Bootstrap, error) {
 		clusters = append(clusters, makeCluster(&s.Routes[i]))
 	}
 	if s.RateLimitService != nil {
-		c, err := makeRateLimitCluster(s)
+		// Validate required the filter's global rules with this block.
+		c, err := makeRateLimitCluster(cfg.RateLimitService.Cluster, s.RateLimitService.Backends)
 		if err != nil {
 			return nil, err
 		}

@@ -19,8 +19,9 @@ func (s *Spec) Validate() error {
 }
 
 // check reports what is out of range or inconsistent in s. It skips paths
-// that already have a problem (see problems.checkf).
-func (s *Spec) check(ps *problems) {
+// that already have a problem (see problems.checkf). It returns the filter
+// block as the filter's parser read it, nil when that is bad.
+func (s *Spec) check(ps *problems) *config.Config {
 	checkBindAddress(ps, "listen", s.Listen)
 	checkBindAddress(ps, "admin", s.Admin)
 	if s.Listen.Port != 0 && s.Listen.Port == s.Admin.Port && sameHost(s.Listen.Host, s.Admin.Host) {
@@ -55,6 +56,7 @@ func (s *Spec) check(ps *problems) {
 		}
 	}
 	checkRateLimitService(ps, s.RateLimitService, cfg, names)
+	return cfg
 }
 
 // checkRateLimitService checks the rate_limit_service block against the

@@ -92,12 +92,7 @@ func quote(s string) string {
 // ejected instead of sending every other call into the failure mode. No
 // active health check: the filter's timeout and failure mode bound what an
 // unreachable service costs.
-func makeRateLimitCluster(s *Spec) (*clusterv3.Cluster, error) {
-	cfg, err := config.Parse(s.Filter)
-	if err != nil || cfg.RateLimitService == nil {
-		return nil, fmt.Errorf("envoy: rate_limit_service without global rules (a bug: Validate lets it through): %v", err)
-	}
-	name := cfg.RateLimitService.Cluster
+func makeRateLimitCluster(name string, backends []Address) (*clusterv3.Cluster, error) {
 	h2, err := anypb.New(&httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
@@ -119,6 +114,6 @@ func makeRateLimitCluster(s *Spec) (*clusterv3.Cluster, error) {
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2,
 		},
 	}
-	setEndpoints(c, s.RateLimitService.Backends)
+	setEndpoints(c, backends)
 	return c, nil
 }
