@@ -45,13 +45,7 @@ func PluginFromConfig(data []byte, failurePolicy FailurePolicy) (*Plugin, error)
 	if _, err := config.Parse(data); err != nil {
 		return nil, err
 	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("envoy: plugin configuration: %w", err)
-	}
-	compact, err := compactJSON(v)
+	compact, err := canonicalJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("envoy: plugin configuration: %w", err)
 	}

@@ -141,19 +141,26 @@ func (ps *problems) filterJSON(v gjson.Result) []byte {
 		ps.addf("filter", "must be an object (the filter configuration), got %s", config.Kind(v))
 		return nil
 	}
-	dec := json.NewDecoder(strings.NewReader(v.Raw))
-	dec.UseNumber()
-	var doc any
-	err := dec.Decode(&doc)
-	var b []byte
-	if err == nil {
-		b, err = compactJSON(doc)
-	}
+	b, err := canonicalJSON([]byte(v.Raw))
 	if err != nil {
 		ps.addf("filter", "cannot be encoded as JSON: %v", err)
 		return nil
 	}
 	return b
+}
+
+// canonicalJSON re-encodes a JSON value as compact JSON with sorted keys,
+// numbers exactly as written: the form of Spec.Filter and Plugin.Config, so
+// a plugin configuration given alone or as a spec's filter block gives the
+// same bytes.
+func canonicalJSON(data []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return compactJSON(v)
 }
 
 // compactJSON encodes v without HTML escaping and without a final newline.
