@@ -36,16 +36,14 @@ func (vm *VM) buffer(typ uint32) (*[]byte, Status) {
 	return nil, StatusNotFound
 }
 
-func hostGetBufferBytes(vm *VM, s []uint64) {
+func hostGetBufferBytes(vm *VM, s []uint64) Status {
 	buf, st := vm.buffer(u32(s, 0))
 	if st != StatusOK {
-		setStatus(s, st)
-		return
+		return st
 	}
 	start, length := u32(s, 1), u32(s, 2)
 	if start+length < start {
-		setStatus(s, StatusBadArgument) // overflow, as cpp-host checks
-		return
+		return StatusBadArgument // overflow, as cpp-host checks
 	}
 	b := *buf
 	if uint64(start) > uint64(len(b)) {
@@ -59,35 +57,31 @@ func hostGetBufferBytes(vm *VM, s []uint64) {
 	// Copy out first: the allocator may run guest code that changes nothing here, but the
 	// buffer may alias the plugin configuration, which must not be exposed writable.
 	vm.scratch = append(vm.scratch[:0], b...)
-	setStatus(s, vm.writeOut(vm.scratch, u32(s, 3), u32(s, 4)))
+	return vm.writeOut(vm.scratch, u32(s, 3), u32(s, 4))
 }
 
-func hostGetBufferStatus(vm *VM, s []uint64) {
+func hostGetBufferStatus(vm *VM, s []uint64) Status {
 	buf, st := vm.buffer(u32(s, 0))
 	if st != StatusOK {
-		setStatus(s, st)
-		return
+		return st
 	}
-	setStatus(s, memStatus(vm.mem.WriteUint32Le(u32(s, 1), uint32(len(*buf))) && vm.mem.WriteUint32Le(u32(s, 2), 0)))
+	return memStatus(vm.mem.WriteUint32Le(u32(s, 1), uint32(len(*buf))) && vm.mem.WriteUint32Le(u32(s, 2), 0))
 }
 
 // hostSetBufferBytes follows Envoy: start 0 and length 0 prepends, start 0 and length >= size
 // replaces, start >= size appends; anything else is BAD_ARGUMENT. Only bodies are writable.
-func hostSetBufferBytes(vm *VM, s []uint64) {
+func hostSetBufferBytes(vm *VM, s []uint64) Status {
 	typ := u32(s, 0)
 	if typ != bufRequestBody && typ != bufResponseBody {
-		setStatus(s, StatusBadArgument)
-		return
+		return StatusBadArgument
 	}
 	buf, st := vm.buffer(typ)
 	if st != StatusOK {
-		setStatus(s, st)
-		return
+		return st
 	}
 	data, ok := vm.read(u32(s, 3), u32(s, 4))
 	if !ok {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	start, length := int(u32(s, 1)), int(u32(s, 2))
 	b := *buf
@@ -100,8 +94,7 @@ func hostSetBufferBytes(vm *VM, s []uint64) {
 	case start >= len(b):
 		*buf = append(b, data...)
 	default:
-		setStatus(s, StatusBadArgument)
-		return
+		return StatusBadArgument
 	}
-	setStatus(s, StatusOK)
+	return StatusOK
 }

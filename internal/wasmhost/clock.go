@@ -50,11 +50,11 @@ func (c *FakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func hostGetCurrentTime(vm *VM, s []uint64) {
-	setStatus(s, memStatus(vm.mem.WriteUint64Le(u32(s, 0), uint64(vm.p.clock.Now().UnixNano()))))
+func hostGetCurrentTime(vm *VM, s []uint64) Status {
+	return memStatus(vm.mem.WriteUint64Le(u32(s, 0), uint64(vm.p.clock.Now().UnixNano())))
 }
 
-func hostSetTickPeriod(vm *VM, s []uint64) {
+func hostSetTickPeriod(vm *VM, s []uint64) Status {
 	ms := u32(s, 0)
 	vm.tickPeriod = time.Duration(ms) * time.Millisecond
 	if ms == 0 {
@@ -62,7 +62,7 @@ func hostSetTickPeriod(vm *VM, s []uint64) {
 	} else {
 		vm.nextTick = vm.p.clock.Now().Add(vm.tickPeriod)
 	}
-	setStatus(s, StatusOK)
+	return StatusOK
 }
 
 // Tick fires proxy_on_tick for the root context if the tick period the guest set has

@@ -108,15 +108,14 @@ func (g *grpcState) end(token uint32, c *inflight) {
 }
 
 // hostGrpcCall is proxy_grpc_call (12 arguments, see above).
-func hostGrpcCall(vm *VM, s []uint64) {
+func hostGrpcCall(vm *VM, s []uint64) Status {
 	service, ok1 := vm.read(u32(s, 0), u32(s, 1))
 	name, ok2 := vm.read(u32(s, 2), u32(s, 3))
 	method, ok3 := vm.read(u32(s, 4), u32(s, 5))
 	md, ok4 := vm.read(u32(s, 6), u32(s, 7))
 	msg, ok5 := vm.read(u32(s, 8), u32(s, 9))
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	var cluster, authority string
 	var gs corev3.GrpcService
@@ -124,8 +123,7 @@ func hostGrpcCall(vm *VM, s []uint64) {
 	if parsed {
 		eg := gs.GetEnvoyGrpc()
 		if eg == nil {
-			setStatus(s, StatusBadArgument)
-			return
+			return StatusBadArgument
 		}
 		cluster, authority = eg.ClusterName, eg.Authority
 	} else {
@@ -134,8 +132,7 @@ func hostGrpcCall(vm *VM, s []uint64) {
 	t := vm.p.cfg.Grpc
 	known := t != nil && t.HasCluster(cluster)
 	if !known && !parsed {
-		setStatus(s, StatusParseFailure)
-		return
+		return StatusParseFailure
 	}
 	g := vm.grpc()
 	g.nextToken += 4
@@ -145,12 +142,10 @@ func hostGrpcCall(vm *VM, s []uint64) {
 		// token once the current callback has returned.
 		gen := vm.gen
 		go vm.deliverClose(token, gen, GrpcReply{Status: grpcUnavailable, Detail: "Cluster not available"})
-		setStatus(s, StatusInternalFailure)
-		return
+		return StatusInternalFailure
 	}
 	if !vm.mem.WriteUint32Le(u32(s, 11), token) {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	call := GrpcCall{Cluster: cluster, Authority: authority, Service: string(name), Method: string(method),
 		Metadata: decodePairs(nil, md), Message: append([]byte(nil), msg...),
@@ -163,7 +158,7 @@ func hostGrpcCall(vm *VM, s []uint64) {
 		})
 	}
 	c.cancel = t.Start(call, func(r GrpcReply) { go vm.deliver(token, c, r) })
-	setStatus(s, StatusOK)
+	return StatusOK
 }
 
 // deliverClose delivers a close for a token that was never handed out.
@@ -227,31 +222,29 @@ func (vm *VM) grpcCallback(token uint32, r GrpcReply) {
 }
 
 // hostGrpcCancel is proxy_grpc_cancel(token).
-func hostGrpcCancel(vm *VM, s []uint64) {
+func hostGrpcCancel(vm *VM, s []uint64) Status {
 	g := vm.grpc()
 	token := u32(s, 0)
 	c := g.calls[token]
 	if c == nil {
-		setStatus(s, StatusNotFound)
-		return
+		return StatusNotFound
 	}
 	g.end(token, c)
 	if c.cancel != nil {
 		c.cancel()
 	}
-	setStatus(s, StatusOK)
+	return StatusOK
 }
 
 // hostGetStatus is proxy_get_status(code_ptr, message_ptr_ptr, message_size_ptr): the status
 // of the gRPC call being closed (0 and empty otherwise).
-func hostGetStatus(vm *VM, s []uint64) {
+func hostGetStatus(vm *VM, s []uint64) Status {
 	g := vm.grpc()
 	if !vm.mem.WriteUint32Le(u32(s, 0), g.status) {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	vm.scratch = append(vm.scratch[:0], g.detail...)
-	setStatus(s, vm.writeOut(vm.scratch, u32(s, 1), u32(s, 2)))
+	return vm.writeOut(vm.scratch, u32(s, 1), u32(s, 2))
 }
 
 // GrpcInFlight returns the number of gRPC calls the VM's guest has in flight.

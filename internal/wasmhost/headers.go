@@ -156,104 +156,100 @@ func (vm *VM) constHeaderMap(typ uint32) (*Headers, Status) {
 
 // hostGetHeaderMapPairs never fails on a missing map: Envoy serializes it as empty, and an
 // empty map is returned as pointer 0, length 0.
-func hostGetHeaderMapPairs(vm *VM, s []uint64) {
+func hostGetHeaderMapPairs(vm *VM, s []uint64) Status {
 	typ := u32(s, 0)
 	if typ > maxMapType {
-		setStatus(s, StatusBadArgument)
-		return
+		return StatusBadArgument
 	}
 	h, _ := vm.constHeaderMap(typ)
 	vm.scratch = vm.scratch[:0]
 	if h != nil && len(*h) > 0 {
 		vm.scratch = appendPairs(vm.scratch, *h)
 	}
-	setStatus(s, vm.writeOut(vm.scratch, u32(s, 1), u32(s, 2)))
+	return vm.writeOut(vm.scratch, u32(s, 1), u32(s, 2))
 }
 
-func hostSetHeaderMapPairs(vm *VM, s []uint64) {
+func hostSetHeaderMapPairs(vm *VM, s []uint64) Status {
 	// Same arguments as a header removal: the map, then one buffer (the pairs).
-	if h, data, _, ok := headerEdit(vm, s, false); ok {
+	h, data, _, st := headerEdit(vm, s, false)
+	if st == StatusOK {
 		*h = decodePairs((*h)[:0], data)
-		setStatus(s, StatusOK)
 	}
+	return st
 }
 
 // hostGetHeaderMapValue returns the first value of a header. In proxy_on_log a map the access
 // log lacks is NOT_FOUND; elsewhere an unavailable map is BAD_ARGUMENT.
-func hostGetHeaderMapValue(vm *VM, s []uint64) {
+func hostGetHeaderMapValue(vm *VM, s []uint64) Status {
 	h, st := vm.constHeaderMap(u32(s, 0))
 	if st != StatusOK {
-		setStatus(s, st)
-		return
+		return st
 	}
 	key, ok := vm.read(u32(s, 1), u32(s, 2))
 	if !ok {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	if h == nil {
-		setStatus(s, StatusNotFound)
-		return
+		return StatusNotFound
 	}
 	i := h.index(key)
 	if i < 0 {
-		setStatus(s, StatusNotFound)
-		return
+		return StatusNotFound
 	}
 	vm.scratch = append(vm.scratch[:0], (*h)[i][1]...)
-	setStatus(s, vm.writeOut(vm.scratch, u32(s, 3), u32(s, 4)))
+	return vm.writeOut(vm.scratch, u32(s, 3), u32(s, 4))
 }
 
 // headerEdit decodes the arguments of the header-editing calls: (map type,
-// key ptr, key size[, value ptr, value size]). On failure it has already set
-// the call's status and returns ok false.
-func headerEdit(vm *VM, s []uint64, withValue bool) (h *Headers, key, val []byte, ok bool) {
-	h, st := vm.headerMap(u32(s, 0))
+// key ptr, key size[, value ptr, value size]). A status other than OK is the call's.
+func headerEdit(vm *VM, s []uint64, withValue bool) (h *Headers, key, val []byte, st Status) {
+	h, st = vm.headerMap(u32(s, 0))
 	if st != StatusOK {
-		setStatus(s, st)
-		return nil, nil, nil, false
+		return nil, nil, nil, st
 	}
-	key, ok = vm.read(u32(s, 1), u32(s, 2))
+	key, ok := vm.read(u32(s, 1), u32(s, 2))
 	if ok && withValue {
 		val, ok = vm.read(u32(s, 3), u32(s, 4))
 	}
 	if !ok {
-		setStatus(s, StatusInvalidMemoryAccess)
+		return nil, nil, nil, StatusInvalidMemoryAccess
 	}
-	return h, key, val, ok
+	return h, key, val, StatusOK
 }
 
-func hostAddHeaderMapValue(vm *VM, s []uint64) {
-	if h, key, val, ok := headerEdit(vm, s, true); ok {
+func hostAddHeaderMapValue(vm *VM, s []uint64) Status {
+	h, key, val, st := headerEdit(vm, s, true)
+	if st == StatusOK {
 		*h = append(*h, [2]string{lowerString(key), string(val)})
-		setStatus(s, StatusOK)
 	}
+	return st
 }
 
-func hostReplaceHeaderMapValue(vm *VM, s []uint64) {
-	if h, key, val, ok := headerEdit(vm, s, true); ok {
+func hostReplaceHeaderMapValue(vm *VM, s []uint64) Status {
+	h, key, val, st := headerEdit(vm, s, true)
+	if st == StatusOK {
 		h.set(key, string(val))
-		setStatus(s, StatusOK)
 	}
+	return st
 }
 
-func hostRemoveHeaderMapValue(vm *VM, s []uint64) {
-	if h, key, _, ok := headerEdit(vm, s, false); ok {
+func hostRemoveHeaderMapValue(vm *VM, s []uint64) Status {
+	h, key, _, st := headerEdit(vm, s, false)
+	if st == StatusOK {
 		h.remove(key)
-		setStatus(s, StatusOK)
 	}
+	return st
 }
 
 // hostGetHeaderMapSize returns the map's byte size (keys plus values), as Envoy does.
-func hostGetHeaderMapSize(vm *VM, s []uint64) {
+func hostGetHeaderMapSize(vm *VM, s []uint64) Status {
 	h, st := vm.headerMap(u32(s, 0))
 	if st != StatusOK {
-		setStatus(s, st)
-		return
+		return st
 	}
 	n := 0
 	for _, kv := range *h {
 		n += len(kv[0]) + len(kv[1])
 	}
-	setStatus(s, memStatus(vm.mem.WriteUint32Le(u32(s, 1), uint32(n))))
+	return memStatus(vm.mem.WriteUint32Le(u32(s, 1), uint32(n)))
 }

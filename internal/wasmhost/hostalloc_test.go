@@ -42,7 +42,7 @@ func TestHostFunctionsDoNotAllocate(t *testing.T) {
 	{
 		nP, nN := put(500, "hot.counter")
 		st := []uint64{metricCounter, uint64(nP), uint64(nN), 28}
-		hostDefineMetric(vm, st)
+		setStatus(st, hostDefineMetric(vm, st))
 		metricID, _ = vm.mem.ReadUint32Le(28)
 	}
 	vm.cur = s
@@ -50,7 +50,7 @@ func TestHostFunctionsDoNotAllocate(t *testing.T) {
 	stack := make([]uint64, 8)
 	calls := []struct {
 		name string
-		fn   func(*VM, []uint64)
+		fn   func(*VM, []uint64) Status
 		args []uint64
 	}{
 		{"get_header_map_value", hostGetHeaderMapValue, []uint64{mapRequestHeaders, uint64(keyP), uint64(keyN), 16, 20}},
@@ -66,7 +66,7 @@ func TestHostFunctionsDoNotAllocate(t *testing.T) {
 	for _, c := range calls {
 		run := func() {
 			copy(stack, c.args)
-			c.fn(vm, stack)
+			setStatus(stack, c.fn(vm, stack))
 		}
 		run()
 		if Status(stack[0]) != StatusOK {
@@ -78,7 +78,7 @@ func TestHostFunctionsDoNotAllocate(t *testing.T) {
 	}
 	// The value really went through the allocator into guest memory.
 	copy(stack, calls[0].args)
-	hostGetHeaderMapValue(vm, stack)
+	setStatus(stack, hostGetHeaderMapValue(vm, stack))
 	ptr, _ := vm.mem.ReadUint32Le(16)
 	n, _ := vm.mem.ReadUint32Le(20)
 	got, _ := vm.mem.Read(ptr, n)

@@ -16,42 +16,42 @@ import (
 // the given ABI version (proxy_get_log_level only from 0.2.1, as cpp-host registers it).
 func envFunctions(abi abiVersion) []hostFunc {
 	fns := []hostFunc{
-		i32Func("proxy_log", 3, restrictInit|restrictAlloc, hostLog),
-		i32Func("proxy_get_current_time_nanoseconds", 1, 0, hostGetCurrentTime),
-		i32Func("proxy_set_tick_period_milliseconds", 1, 0, hostSetTickPeriod),
-		i32Func("proxy_get_buffer_bytes", 5, 0, hostGetBufferBytes),
-		i32Func("proxy_get_buffer_status", 3, 0, hostGetBufferStatus),
-		i32Func("proxy_set_buffer_bytes", 5, 0, hostSetBufferBytes),
-		i32Func("proxy_get_header_map_pairs", 3, 0, hostGetHeaderMapPairs),
-		i32Func("proxy_set_header_map_pairs", 3, 0, hostSetHeaderMapPairs),
-		i32Func("proxy_get_header_map_value", 5, 0, hostGetHeaderMapValue),
-		i32Func("proxy_add_header_map_value", 5, 0, hostAddHeaderMapValue),
-		i32Func("proxy_replace_header_map_value", 5, 0, hostReplaceHeaderMapValue),
-		i32Func("proxy_remove_header_map_value", 3, 0, hostRemoveHeaderMapValue),
-		i32Func("proxy_get_header_map_size", 2, 0, hostGetHeaderMapSize),
-		i32Func("proxy_get_property", 4, 0, hostGetProperty),
-		i32Func("proxy_set_property", 4, 0, hostSetProperty),
-		i32Func("proxy_send_local_response", 8, 0, hostSendLocalResponse),
-		i32Func("proxy_get_shared_data", 5, 0, hostGetSharedData),
-		i32Func("proxy_set_shared_data", 5, 0, hostSetSharedData),
-		i32Func("proxy_register_shared_queue", 3, 0, hostUnimplemented),
-		i32Func("proxy_resolve_shared_queue", 5, 0, hostUnimplemented),
-		i32Func("proxy_enqueue_shared_queue", 3, 0, hostUnimplemented),
-		i32Func("proxy_dequeue_shared_queue", 3, 0, hostUnimplemented),
-		i32Func("proxy_http_call", 10, 0, hostUnimplemented),
-		i32Func("proxy_grpc_call", 12, 0, hostGrpcCall),
-		i32Func("proxy_grpc_stream", 9, 0, hostUnimplemented),
-		i32Func("proxy_grpc_send", 4, 0, hostUnimplemented),
-		i32Func("proxy_grpc_cancel", 1, 0, hostGrpcCancel),
-		i32Func("proxy_grpc_close", 1, 0, hostUnimplemented),
-		i32Func("proxy_get_status", 3, 0, hostGetStatus),
-		i32Func("proxy_define_metric", 4, 0, hostDefineMetric),
-		{name: "proxy_increment_metric", params: []api.ValueType{i32, i64}, results: ints(1), fn: hostIncrementMetric},
-		{name: "proxy_record_metric", params: []api.ValueType{i32, i64}, results: ints(1), fn: hostRecordMetric},
-		i32Func("proxy_get_metric", 2, 0, hostGetMetric),
-		i32Func("proxy_set_effective_context", 1, 0, hostSetEffectiveContext),
-		i32Func("proxy_done", 0, 0, hostDone),
-		i32Func("proxy_call_foreign_function", 6, 0, hostCallForeignFunction),
+		statusFunc("proxy_log", 3, restrictInit|restrictAlloc, hostLog),
+		statusFunc("proxy_get_current_time_nanoseconds", 1, 0, hostGetCurrentTime),
+		statusFunc("proxy_set_tick_period_milliseconds", 1, 0, hostSetTickPeriod),
+		statusFunc("proxy_get_buffer_bytes", 5, 0, hostGetBufferBytes),
+		statusFunc("proxy_get_buffer_status", 3, 0, hostGetBufferStatus),
+		statusFunc("proxy_set_buffer_bytes", 5, 0, hostSetBufferBytes),
+		statusFunc("proxy_get_header_map_pairs", 3, 0, hostGetHeaderMapPairs),
+		statusFunc("proxy_set_header_map_pairs", 3, 0, hostSetHeaderMapPairs),
+		statusFunc("proxy_get_header_map_value", 5, 0, hostGetHeaderMapValue),
+		statusFunc("proxy_add_header_map_value", 5, 0, hostAddHeaderMapValue),
+		statusFunc("proxy_replace_header_map_value", 5, 0, hostReplaceHeaderMapValue),
+		statusFunc("proxy_remove_header_map_value", 3, 0, hostRemoveHeaderMapValue),
+		statusFunc("proxy_get_header_map_size", 2, 0, hostGetHeaderMapSize),
+		statusFunc("proxy_get_property", 4, 0, hostGetProperty),
+		statusFunc("proxy_set_property", 4, 0, hostSetProperty),
+		statusFunc("proxy_send_local_response", 8, 0, hostSendLocalResponse),
+		statusFunc("proxy_get_shared_data", 5, 0, hostGetSharedData),
+		statusFunc("proxy_set_shared_data", 5, 0, hostSetSharedData),
+		statusFunc("proxy_register_shared_queue", 3, 0, hostUnimplemented),
+		statusFunc("proxy_resolve_shared_queue", 5, 0, hostUnimplemented),
+		statusFunc("proxy_enqueue_shared_queue", 3, 0, hostUnimplemented),
+		statusFunc("proxy_dequeue_shared_queue", 3, 0, hostUnimplemented),
+		statusFunc("proxy_http_call", 10, 0, hostUnimplemented),
+		statusFunc("proxy_grpc_call", 12, 0, hostGrpcCall),
+		statusFunc("proxy_grpc_stream", 9, 0, hostUnimplemented),
+		statusFunc("proxy_grpc_send", 4, 0, hostUnimplemented),
+		statusFunc("proxy_grpc_cancel", 1, 0, hostGrpcCancel),
+		statusFunc("proxy_grpc_close", 1, 0, hostUnimplemented),
+		statusFunc("proxy_get_status", 3, 0, hostGetStatus),
+		statusFunc("proxy_define_metric", 4, 0, hostDefineMetric),
+		{name: "proxy_increment_metric", params: []api.ValueType{i32, i64}, results: ints(1), fn: returnsStatus(hostIncrementMetric)},
+		{name: "proxy_record_metric", params: []api.ValueType{i32, i64}, results: ints(1), fn: returnsStatus(hostRecordMetric)},
+		statusFunc("proxy_get_metric", 2, 0, hostGetMetric),
+		statusFunc("proxy_set_effective_context", 1, 0, hostSetEffectiveContext),
+		statusFunc("proxy_done", 0, 0, hostDone),
+		statusFunc("proxy_call_foreign_function", 6, 0, hostCallForeignFunction),
 		i32Func("pthread_equal", 2, 0, func(vm *VM, s []uint64) {
 			if api.DecodeU32(s[0]) == api.DecodeU32(s[1]) {
 				s[0] = 1
@@ -62,11 +62,11 @@ func envFunctions(abi abiVersion) []hostFunc {
 		{name: "emscripten_notify_memory_growth", params: ints(1), fn: func(*VM, []uint64) {}},
 	}
 	fns = append(fns,
-		i32Func("proxy_continue_stream", 1, 0, hostContinueStream),
-		i32Func("proxy_close_stream", 1, 0, hostCloseStream),
+		statusFunc("proxy_continue_stream", 1, 0, hostContinueStream),
+		statusFunc("proxy_close_stream", 1, 0, hostCloseStream),
 	)
 	if abi >= abi021 {
-		fns = append(fns, i32Func("proxy_get_log_level", 1, 0, hostGetLogLevel))
+		fns = append(fns, statusFunc("proxy_get_log_level", 1, 0, hostGetLogLevel))
 	}
 	return fns
 }
@@ -133,6 +133,18 @@ func i32Func(name string, nParams int, allow uint8, fn func(vm *VM, stack []uint
 	return hostFunc{name: name, params: ints(nParams), results: ints(1), allow: allow, fn: fn}
 }
 
+// statusFunc builds a proxy-wasm host function of nParams i32 parameters whose one result
+// is the Status fn returns.
+func statusFunc(name string, nParams int, allow uint8, fn func(vm *VM, stack []uint64) Status) hostFunc {
+	return i32Func(name, nParams, allow, returnsStatus(fn))
+}
+
+// returnsStatus adapts a host function that returns its Status to hostFunc.fn, which stores
+// it as the call's result.
+func returnsStatus(fn func(vm *VM, stack []uint64) Status) func(vm *VM, stack []uint64) {
+	return func(vm *VM, s []uint64) { setStatus(s, fn(vm, s)) }
+}
+
 // u32 returns argument i of a host call as a uint32 (pointers, sizes, enums).
 func u32(s []uint64, i int) uint32 { return api.DecodeU32(s[i]) }
 
@@ -148,7 +160,7 @@ func memStatus(ok bool) Status {
 	return StatusInvalidMemoryAccess
 }
 
-func hostUnimplemented(_ *VM, s []uint64) { setStatus(s, StatusUnimplemented) }
+func hostUnimplemented(*VM, []uint64) Status { return StatusUnimplemented }
 
 // hostCallForeignFunction knows no foreign function: every name is NOT_FOUND.
-func hostCallForeignFunction(_ *VM, s []uint64) { setStatus(s, StatusNotFound) }
+func hostCallForeignFunction(*VM, []uint64) Status { return StatusNotFound }

@@ -120,18 +120,16 @@ func grpcFromHTTP(code int) int {
 
 // hostSendLocalResponse records the reply; it is sent once the running callback returns.
 // From a root context it does nothing (and still returns OK), as in Envoy.
-func hostSendLocalResponse(vm *VM, s []uint64) {
+func hostSendLocalResponse(vm *VM, s []uint64) Status {
 	details, ok1 := vm.read(u32(s, 1), u32(s, 2))
 	body, ok2 := vm.read(u32(s, 3), u32(s, 4))
 	pairs, ok3 := vm.read(u32(s, 5), u32(s, 6))
 	if !ok1 || !ok2 || !ok3 {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	st := vm.stream()
 	if st == nil || st.pending != nil || st.reply != nil {
-		setStatus(s, StatusOK)
-		return
+		return StatusOK
 	}
 	d := []byte(string(details))
 	for i, c := range d {
@@ -147,7 +145,7 @@ func hostSendLocalResponse(vm *VM, s []uint64) {
 		headers: decodePairs(nil, pairs),
 		grpc:    int32(u32(s, 7)),
 	}
-	setStatus(s, StatusOK)
+	return StatusOK
 }
 
 // statusOf returns the ":status" of h, or def.

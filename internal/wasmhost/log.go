@@ -37,23 +37,21 @@ func (l LogLevel) String() string {
 
 // hostLog is proxy_log(level, message): an unknown level is BAD_ARGUMENT before the message
 // is even read, as in cpp-host.
-func hostLog(vm *VM, s []uint64) {
+func hostLog(vm *VM, s []uint64) Status {
 	level := LogLevel(int32(u32(s, 0)))
 	if level < LogTrace || level > LogCritical {
-		setStatus(s, StatusBadArgument)
-		return
+		return StatusBadArgument
 	}
 	msg, ok := vm.read(u32(s, 1), u32(s, 2))
 	if !ok {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	vm.logBytes(level, msg)
-	setStatus(s, StatusOK)
+	return StatusOK
 }
 
-func hostGetLogLevel(vm *VM, s []uint64) {
-	setStatus(s, memStatus(vm.mem.WriteUint32Le(u32(s, 0), uint32(vm.p.cfg.LogLevel))))
+func hostGetLogLevel(vm *VM, s []uint64) Status {
+	return memStatus(vm.mem.WriteUint32Le(u32(s, 0), uint32(vm.p.cfg.LogLevel)))
 }
 
 // logString delivers a log line to the plugin's Log function and the canary capture.

@@ -160,21 +160,19 @@ const (
 	metricHistogram = 2
 )
 
-func hostDefineMetric(vm *VM, s []uint64) {
+func hostDefineMetric(vm *VM, s []uint64) Status {
 	typ := u32(s, 0)
 	name, ok := vm.read(u32(s, 1), u32(s, 2))
 	if !ok {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	if typ > metricHistogram {
-		setStatus(s, StatusBadArgument)
-		return
+		return StatusBadArgument
 	}
 	m := vm.p.metrics.define(typ, string(name))
 	vm.metricSlots[typ] = append(vm.metricSlots[typ], m)
 	id := uint32(len(vm.metricSlots[typ]))<<2 | typ
-	setStatus(s, memStatus(vm.mem.WriteUint32Le(u32(s, 3), id)))
+	return memStatus(vm.mem.WriteUint32Le(u32(s, 3), id))
 }
 
 func (vm *VM) metricByID(id uint32) *metric {
@@ -185,34 +183,32 @@ func (vm *VM) metricByID(id uint32) *metric {
 	return vm.metricSlots[typ][idx]
 }
 
-func hostIncrementMetric(vm *VM, s []uint64) {
+func hostIncrementMetric(vm *VM, s []uint64) Status {
 	m := vm.metricByID(u32(s, 0))
 	delta := int64(s[1])
 	switch {
 	case m == nil:
-		setStatus(s, StatusNotFound)
+		return StatusNotFound
 	case m.kind == metricCounter:
 		if delta <= 0 {
-			setStatus(s, StatusBadArgument)
-			return
+			return StatusBadArgument
 		}
 		m.value.Add(delta)
-		setStatus(s, StatusOK)
+		return StatusOK
 	case m.kind == metricGauge:
 		m.value.Add(delta)
-		setStatus(s, StatusOK)
+		return StatusOK
 	default:
-		setStatus(s, StatusBadArgument)
+		return StatusBadArgument
 	}
 }
 
-func hostRecordMetric(vm *VM, s []uint64) {
+func hostRecordMetric(vm *VM, s []uint64) Status {
 	m := vm.metricByID(u32(s, 0))
 	v := int64(s[1])
 	switch {
 	case m == nil:
-		setStatus(s, StatusNotFound)
-		return
+		return StatusNotFound
 	case m.kind == metricCounter:
 		m.value.Add(v)
 	case m.kind == metricGauge:
@@ -221,17 +217,17 @@ func hostRecordMetric(vm *VM, s []uint64) {
 		m.count.Add(1)
 		m.value.Add(v)
 	}
-	setStatus(s, StatusOK)
+	return StatusOK
 }
 
-func hostGetMetric(vm *VM, s []uint64) {
+func hostGetMetric(vm *VM, s []uint64) Status {
 	m := vm.metricByID(u32(s, 0))
 	switch {
 	case m == nil:
-		setStatus(s, StatusNotFound)
+		return StatusNotFound
 	case m.kind == metricHistogram:
-		setStatus(s, StatusBadArgument)
+		return StatusBadArgument
 	default:
-		setStatus(s, memStatus(vm.mem.WriteUint64Le(u32(s, 1), uint64(m.value.Load()))))
+		return memStatus(vm.mem.WriteUint64Le(u32(s, 1), uint64(m.value.Load())))
 	}
 }

@@ -15,27 +15,24 @@ const (
 	propResponseHeadersPrefix = "response\x00headers\x00"
 )
 
-func hostGetProperty(vm *VM, s []uint64) {
+func hostGetProperty(vm *VM, s []uint64) Status {
 	path, ok := vm.read(u32(s, 0), u32(s, 1))
 	if !ok {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	val, st := vm.property(path)
 	if st != StatusOK {
-		setStatus(s, st)
-		return
+		return st
 	}
 	vm.scratch = val
-	setStatus(s, vm.writeOut(val, u32(s, 2), u32(s, 3)))
+	return vm.writeOut(val, u32(s, 2), u32(s, 3))
 }
 
-func hostSetProperty(vm *VM, s []uint64) {
+func hostSetProperty(vm *VM, s []uint64) Status {
 	path, ok1 := vm.read(u32(s, 0), u32(s, 1))
 	val, ok2 := vm.read(u32(s, 2), u32(s, 3))
 	if !ok1 || !ok2 {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	props := &vm.rootProps
 	if st := vm.stream(); st != nil {
@@ -45,7 +42,7 @@ func hostSetProperty(vm *VM, s []uint64) {
 		*props = make(map[string][]byte)
 	}
 	(*props)[string(path)] = append([]byte(nil), val...)
-	setStatus(s, StatusOK)
+	return StatusOK
 }
 
 // property returns the value of a property path, built in vm.scratch.

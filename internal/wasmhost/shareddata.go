@@ -222,39 +222,33 @@ func (s *SharedData) injected(call SharedDataCall, key []byte) Status {
 	return s.faults.strike(call.function(), key)
 }
 
-func hostGetSharedData(vm *VM, s []uint64) {
+func hostGetSharedData(vm *VM, s []uint64) Status {
 	key, ok := vm.read(u32(s, 0), u32(s, 1))
 	if !ok {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	if st := vm.p.shared.injected(CallGetSharedData, key); st != StatusOK {
-		setStatus(s, st)
-		return
+		return st
 	}
 	val, cas, st := vm.p.shared.getInto(vm.p.cfg.VMID, key, vm.scratch)
 	vm.scratch = val
 	if st != StatusOK {
-		setStatus(s, st)
-		return
+		return st
 	}
 	if st := vm.writeOut(val, u32(s, 2), u32(s, 3)); st != StatusOK {
-		setStatus(s, st)
-		return
+		return st
 	}
-	setStatus(s, memStatus(vm.mem.WriteUint32Le(u32(s, 4), cas)))
+	return memStatus(vm.mem.WriteUint32Le(u32(s, 4), cas))
 }
 
-func hostSetSharedData(vm *VM, s []uint64) {
+func hostSetSharedData(vm *VM, s []uint64) Status {
 	key, ok1 := vm.read(u32(s, 0), u32(s, 1))
 	val, ok2 := vm.read(u32(s, 2), u32(s, 3))
 	if !ok1 || !ok2 {
-		setStatus(s, StatusInvalidMemoryAccess)
-		return
+		return StatusInvalidMemoryAccess
 	}
 	if st := vm.p.shared.injected(CallSetSharedData, key); st != StatusOK {
-		setStatus(s, st)
-		return
+		return st
 	}
-	setStatus(s, vm.p.shared.setBytes(vm.p.cfg.VMID, key, "", val, u32(s, 4)))
+	return vm.p.shared.setBytes(vm.p.cfg.VMID, key, "", val, u32(s, 4))
 }

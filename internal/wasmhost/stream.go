@@ -335,7 +335,7 @@ const (
 // effective stream is let go once the current callback has returned. Like Envoy, continuing
 // either direction drops the request headers (and body) at once; from a root context it
 // does nothing but that. Downstream is OK and does nothing, upstream UNIMPLEMENTED.
-func hostContinueStream(vm *VM, s []uint64) { setStatus(s, vm.continueStream(u32(s, 0))) }
+func hostContinueStream(vm *VM, s []uint64) Status { return vm.continueStream(u32(s, 0)) }
 
 func (vm *VM) continueStream(typ uint32) Status {
 	switch typ {
@@ -358,12 +358,11 @@ func (vm *VM) continueStream(typ uint32) Status {
 
 // hostCloseStream is proxy_close_stream(stream_type): accepted, not acted on (Envoy resets
 // the stream after the callback, details "wasm_close_stream").
-func hostCloseStream(vm *VM, s []uint64) {
+func hostCloseStream(vm *VM, s []uint64) Status {
 	if u32(s, 0) > streamTypeUpstream {
-		setStatus(s, StatusBadArgument)
-		return
+		return StatusBadArgument
 	}
-	setStatus(s, StatusOK)
+	return StatusOK
 }
 
 // boolValue is a bool as a wasm i32 argument.

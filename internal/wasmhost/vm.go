@@ -392,28 +392,25 @@ func (vm *VM) stream() *Stream {
 	return vm.cur
 }
 
-func hostSetEffectiveContext(vm *VM, s []uint64) {
+func hostSetEffectiveContext(vm *VM, s []uint64) Status {
 	id := u32(s, 0)
 	if id == rootContextID {
 		vm.effSet, vm.eff = true, nil
-		setStatus(s, StatusOK)
-		return
+		return StatusOK
 	}
 	st := vm.streams[id]
 	if st == nil {
-		setStatus(s, StatusBadArgument)
-		return
+		return StatusBadArgument
 	}
 	vm.effSet, vm.eff = true, st
-	setStatus(s, StatusOK)
+	return StatusOK
 }
 
-func hostDone(vm *VM, s []uint64) {
+func hostDone(vm *VM, s []uint64) Status {
 	if vm.pendingDone {
-		setStatus(s, StatusOK)
-		return
+		return StatusOK
 	}
-	setStatus(s, StatusNotFound)
+	return StatusNotFound
 }
 
 // allocTrap carries a trap of the guest allocator out of the host function that called it.
