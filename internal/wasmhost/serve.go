@@ -1,6 +1,7 @@
 package wasmhost
 
 import (
+	"slices"
 	"strconv"
 )
 
@@ -76,7 +77,7 @@ func (s *Stream) serve(req Request, upstream func(Request) Response) Response {
 	if r.LocalReply != nil {
 		return replyResponse(r.LocalReply)
 	}
-	out := Response{Status: statusOf(r.Headers, resp.Status), Headers: cloneHeaders(r.Headers), Body: resp.Body}
+	out := Response{Status: statusOf(r.Headers, resp.Status), Headers: slices.Clone(r.Headers), Body: resp.Body}
 	if len(resp.Body) > 0 {
 		rb := s.ResponseBody(resp.Body, true)
 		if rb.LocalReply != nil {
@@ -95,14 +96,7 @@ func (s *Stream) serve(req Request, upstream func(Request) Response) Response {
 // replyResponse turns a local reply into the client's response, detached from the stream.
 func replyResponse(lr *LocalReply) Response {
 	c := *lr
-	c.Headers = cloneHeaders(lr.Headers)
+	c.Headers = slices.Clone(lr.Headers)
 	c.Body = append([]byte(nil), lr.Body...)
 	return Response{Status: c.Status, Headers: c.Headers, Body: c.Body, LocalReply: &c}
-}
-
-func cloneHeaders(h Headers) Headers {
-	if h == nil {
-		return nil
-	}
-	return append(make(Headers, 0, len(h)), h...)
 }
