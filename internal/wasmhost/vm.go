@@ -85,8 +85,8 @@ const (
 type exportFns struct {
 	initialize, start, main                                 api.Function
 	contextCreate, vmStart, configure, tick, done, log, del api.Function
-	reqHeaders, reqBody, reqTrailers                        api.Function
-	respHeaders, respBody, respTrailers                     api.Function
+	reqHeaders, reqBody                                     api.Function
+	respHeaders, respBody                                   api.Function
 	grpcReceive, grpcClose                                  api.Function
 }
 
@@ -197,10 +197,8 @@ func (vm *VM) start() error {
 		del:           inst.ExportedFunction("proxy_on_delete"),
 		reqHeaders:    inst.ExportedFunction("proxy_on_request_headers"),
 		reqBody:       inst.ExportedFunction("proxy_on_request_body"),
-		reqTrailers:   inst.ExportedFunction("proxy_on_request_trailers"),
 		respHeaders:   inst.ExportedFunction("proxy_on_response_headers"),
 		respBody:      inst.ExportedFunction("proxy_on_response_body"),
-		respTrailers:  inst.ExportedFunction("proxy_on_response_trailers"),
 		grpcReceive:   inst.ExportedFunction("proxy_on_grpc_receive"),
 		grpcClose:     inst.ExportedFunction("proxy_on_grpc_close"),
 	}
