@@ -60,11 +60,9 @@ func envFunctions(abi abiVersion) []hostFunc {
 			}
 		}),
 		{name: "emscripten_notify_memory_growth", params: ints(1), fn: func(*VM, []uint64) {}},
-	}
-	fns = append(fns,
 		statusFunc("proxy_continue_stream", 1, 0, hostContinueStream),
 		statusFunc("proxy_close_stream", 1, 0, hostCloseStream),
-	)
+	}
 	if abi >= abi021 {
 		fns = append(fns, statusFunc("proxy_get_log_level", 1, 0, hostGetLogLevel))
 	}
