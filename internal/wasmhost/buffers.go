@@ -79,7 +79,7 @@ func hostSetBufferBytes(vm *VM, s []uint64) Status {
 	if st != StatusOK {
 		return st
 	}
-	data, ok := vm.read(u32(s, 3), u32(s, 4))
+	data, ok := vm.readArg(s, 3)
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}

@@ -109,11 +109,11 @@ func (g *grpcState) end(token uint32, c *inflight) {
 
 // hostGrpcCall is proxy_grpc_call (12 arguments, see above).
 func hostGrpcCall(vm *VM, s []uint64) Status {
-	service, ok1 := vm.read(u32(s, 0), u32(s, 1))
-	name, ok2 := vm.read(u32(s, 2), u32(s, 3))
-	method, ok3 := vm.read(u32(s, 4), u32(s, 5))
-	md, ok4 := vm.read(u32(s, 6), u32(s, 7))
-	msg, ok5 := vm.read(u32(s, 8), u32(s, 9))
+	service, ok1 := vm.readArg(s, 0)
+	name, ok2 := vm.readArg(s, 2)
+	method, ok3 := vm.readArg(s, 4)
+	md, ok4 := vm.readArg(s, 6)
+	msg, ok5 := vm.readArg(s, 8)
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
 		return StatusInvalidMemoryAccess
 	}

@@ -185,7 +185,7 @@ func hostGetHeaderMapValue(vm *VM, s []uint64) Status {
 	if st != StatusOK {
 		return st
 	}
-	key, ok := vm.read(u32(s, 1), u32(s, 2))
+	key, ok := vm.readArg(s, 1)
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}
@@ -207,9 +207,9 @@ func headerEdit(vm *VM, s []uint64, withValue bool) (h *Headers, key, val []byte
 	if st != StatusOK {
 		return nil, nil, nil, st
 	}
-	key, ok := vm.read(u32(s, 1), u32(s, 2))
+	key, ok := vm.readArg(s, 1)
 	if ok && withValue {
-		val, ok = vm.read(u32(s, 3), u32(s, 4))
+		val, ok = vm.readArg(s, 3)
 	}
 	if !ok {
 		return nil, nil, nil, StatusInvalidMemoryAccess

@@ -121,9 +121,9 @@ func grpcFromHTTP(code int) int {
 // hostSendLocalResponse records the reply; it is sent once the running callback returns.
 // From a root context it does nothing (and still returns OK), as in Envoy.
 func hostSendLocalResponse(vm *VM, s []uint64) Status {
-	details, ok1 := vm.read(u32(s, 1), u32(s, 2))
-	body, ok2 := vm.read(u32(s, 3), u32(s, 4))
-	pairs, ok3 := vm.read(u32(s, 5), u32(s, 6))
+	details, ok1 := vm.readArg(s, 1)
+	body, ok2 := vm.readArg(s, 3)
+	pairs, ok3 := vm.readArg(s, 5)
 	if !ok1 || !ok2 || !ok3 {
 		return StatusInvalidMemoryAccess
 	}

@@ -42,7 +42,7 @@ func hostLog(vm *VM, s []uint64) Status {
 	if level < LogTrace || level > LogCritical {
 		return StatusBadArgument
 	}
-	msg, ok := vm.read(u32(s, 1), u32(s, 2))
+	msg, ok := vm.readArg(s, 1)
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}

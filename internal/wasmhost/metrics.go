@@ -162,7 +162,7 @@ const (
 
 func hostDefineMetric(vm *VM, s []uint64) Status {
 	typ := u32(s, 0)
-	name, ok := vm.read(u32(s, 1), u32(s, 2))
+	name, ok := vm.readArg(s, 1)
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}

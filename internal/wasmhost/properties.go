@@ -16,7 +16,7 @@ const (
 )
 
 func hostGetProperty(vm *VM, s []uint64) Status {
-	path, ok := vm.read(u32(s, 0), u32(s, 1))
+	path, ok := vm.readArg(s, 0)
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}
@@ -29,8 +29,8 @@ func hostGetProperty(vm *VM, s []uint64) Status {
 }
 
 func hostSetProperty(vm *VM, s []uint64) Status {
-	path, ok1 := vm.read(u32(s, 0), u32(s, 1))
-	val, ok2 := vm.read(u32(s, 2), u32(s, 3))
+	path, ok1 := vm.readArg(s, 0)
+	val, ok2 := vm.readArg(s, 2)
 	if !ok1 || !ok2 {
 		return StatusInvalidMemoryAccess
 	}

@@ -223,7 +223,7 @@ func (s *SharedData) injected(call SharedDataCall, key []byte) Status {
 }
 
 func hostGetSharedData(vm *VM, s []uint64) Status {
-	key, ok := vm.read(u32(s, 0), u32(s, 1))
+	key, ok := vm.readArg(s, 0)
 	if !ok {
 		return StatusInvalidMemoryAccess
 	}
@@ -242,8 +242,8 @@ func hostGetSharedData(vm *VM, s []uint64) Status {
 }
 
 func hostSetSharedData(vm *VM, s []uint64) Status {
-	key, ok1 := vm.read(u32(s, 0), u32(s, 1))
-	val, ok2 := vm.read(u32(s, 2), u32(s, 3))
+	key, ok1 := vm.readArg(s, 0)
+	val, ok2 := vm.readArg(s, 2)
 	if !ok1 || !ok2 {
 		return StatusInvalidMemoryAccess
 	}

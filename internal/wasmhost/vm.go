@@ -444,3 +444,9 @@ func (vm *VM) read(ptr, size uint32) ([]byte, bool) {
 	}
 	return vm.mem.Read(ptr, size)
 }
+
+// readArg is read for the buffer a host call passes as arguments i (pointer) and i+1 (size),
+// the way every proxy-wasm call passes its strings and buffers.
+func (vm *VM) readArg(s []uint64, i int) ([]byte, bool) {
+	return vm.read(u32(s, i), u32(s, i+1))
+}

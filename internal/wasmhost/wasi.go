@@ -185,7 +185,7 @@ func wasiRandomGet(vm *VM, s []uint64) {
 		setErrno(s, errnoInval)
 		return
 	}
-	b, ok := vm.read(u32(s, 0), u32(s, 1))
+	b, ok := vm.readArg(s, 0)
 	if !ok {
 		setErrno(s, errnoFault)
 		return
