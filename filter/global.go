@@ -22,7 +22,7 @@ func (v *vm) checkGlobal(s *stream) proxywasm.Action {
 	g := s.root.lim.Global()
 	msg, d := g.Begin(&v.req, hostClock{}, &s.call)
 	if d != nil {
-		return v.refuseGlobal(s, g, d)
+		return v.refuse(s, g, d)
 	}
 	if msg == nil {
 		return proxywasm.ActionContinue
@@ -32,22 +32,13 @@ func (v *vm) checkGlobal(s *stream) proxywasm.Action {
 		// Unknown cluster and the like: decided now. Envoy may still send
 		// a close for the token it drew; unknown tokens are ignored.
 		if d := g.Fail(&s.call, false, proxywasm.Now()); d.Denied {
-			return v.refuseGlobal(s, g, d)
+			return v.refuse(s, g, d)
 		}
 		return proxywasm.ActionContinue
 	}
 	s.token = token
 	v.calls.put(token, s)
 	return proxywasm.ActionPause
-}
-
-// refuseGlobal sends the local reply of a global refusal d on s, like
-// refuse does for the local rules: Pause, or Continue (logged) if the host
-// would not send it.
-func (v *vm) refuseGlobal(s *stream, g *limiter.Global, d *limiter.Decision) proxywasm.Action {
-	v.startReply(s)
-	g.AppendHeaders(&v.reply, d)
-	return v.sendReply(s)
 }
 
 func (v *vm) OnGrpcReceive(_, token uint32, size int) {
@@ -128,7 +119,7 @@ func (v *vm) resume(s *stream, g *limiter.Global, d *limiter.Decision) {
 	if resumeFaultHook != nil && v.answering != nil {
 		resumeFaultHook()
 	}
-	if d.Denied && v.refuseGlobal(s, g, d) == proxywasm.ActionPause {
+	if d.Denied && v.refuse(s, g, d) == proxywasm.ActionPause {
 		v.answering = nil
 		return
 	}

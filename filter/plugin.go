@@ -117,7 +117,7 @@ func (v *vm) OnRequestHeaders(id uint32, _ int, _ bool) proxywasm.Action {
 	v.req.reset(s.root.single)
 	d := s.root.lim.Decide(&v.req, hostClock{})
 	if d.Denied {
-		return v.refuse(s, d)
+		return v.refuse(s, s.root.lim, d)
 	}
 	if len(d.Verdicts) > 0 {
 		s.root.lim.AppendHeaders(&s.headers, d)
@@ -140,30 +140,24 @@ func (v *vm) admit(s *stream) proxywasm.Action {
 	return proxywasm.ActionContinue
 }
 
-// refuse answers the stream with the configured reply and d's headers. If
-// the host refuses to send it, the stream continues rather than staying
-// paused with no answer: the request goes through, logged, and stays counted
-// as limited.
-func (v *vm) refuse(s *stream, d *limiter.Decision) proxywasm.Action {
-	v.startReply(s)
-	s.root.lim.AppendHeaders(&v.reply, d)
-	return v.sendReply(s)
-}
-
-// startReply begins the headers of a local reply on s in v.reply.
-func (v *vm) startReply(s *stream) {
-	v.reply.Reset()
-	v.reply.Add("content-type", s.root.cfg.ContentType)
+// renderer renders the headers of a refusal: the Limiter for the local
+// rules, its Global for the global ones.
+type renderer interface {
+	AppendHeaders(h *limiter.Headers, d *limiter.Decision)
 }
 
 // replyLogged: this VM has logged a local reply the host refused.
 var replyLogged bool
 
-// sendReply sends the configuration's local reply on s with the headers in
-// v.reply and returns Pause; if the host refuses it, the stream continues
-// rather than staying paused with no answer (logged once per VM).
-func (v *vm) sendReply(s *stream) proxywasm.Action {
+// refuse answers the stream with the configured reply and the headers r
+// renders for d, and returns Pause. If the host refuses to send it, the
+// stream continues rather than staying paused with no answer: the request
+// goes through, logged once per VM, and stays counted as limited.
+func (v *vm) refuse(s *stream, r renderer, d *limiter.Decision) proxywasm.Action {
 	cfg := s.root.cfg
+	v.reply.Reset()
+	v.reply.Add("content-type", cfg.ContentType)
+	r.AppendHeaders(&v.reply, d)
 	v.pairs = v.pairs[:0]
 	for i := 0; i < v.reply.Len(); i++ {
 		name, value := v.reply.At(i)
@@ -211,7 +205,7 @@ func (v *vm) OnRequestPanic(id uint32) proxywasm.Action {
 	d := s.root.lim.Undecided()
 	s.headers.Reset()
 	if d.Denied {
-		return v.refuse(s, d)
+		return v.refuse(s, s.root.lim, d)
 	}
 	return proxywasm.ActionContinue
 }
