@@ -164,14 +164,18 @@ func (m *metrics) Add(rule int, c limiter.Counter, delta int64) {
 // rules read one header only, it asks the host for that header alone;
 // otherwise the first header asked for fetches the whole map in one host
 // call (one round trip into the host and one into the guest allocator,
-// instead of two per header) and lookups scan it locally. Values are valid
+// instead of two per header) and lookups scan it locally. The source
+// address is asked for once, however many rules use it. Values are valid
 // for the callback.
 type request struct {
-	single  string // the one header the rules read; "" when several
-	value   []byte // single's value
-	found   bool
-	pairs   proxywasm.Pairs // the whole map, when several
-	fetched bool
+	single   string // the one header the rules read; "" when several
+	value    []byte // single's value
+	found    bool
+	pairs    proxywasm.Pairs // the whole map, when several
+	fetched  bool
+	addr     []byte // source.address, once addrRead
+	addrOK   bool
+	addrRead bool
 }
 
 func (r *request) reset(single string) { *r = request{single: single} }
@@ -205,9 +209,12 @@ func (r *request) Header(name string) ([]byte, bool) {
 const propSourceAddress = "source\x00address"
 
 func (r *request) SourceAddress() ([]byte, bool) {
-	v, st := proxywasm.GetProperty(propSourceAddress)
-	if st != proxywasm.StatusOK && st != proxywasm.StatusNotFound {
-		logHostFailure("property source.address: ", st.String(), ": taken as missing")
+	if !r.addrRead {
+		v, st := proxywasm.GetProperty(propSourceAddress)
+		if st != proxywasm.StatusOK && st != proxywasm.StatusNotFound {
+			logHostFailure("property source.address: ", st.String(), ": taken as missing")
+		}
+		r.addr, r.addrOK, r.addrRead = v, st == proxywasm.StatusOK && len(v) > 0, true
 	}
-	return v, st == proxywasm.StatusOK && len(v) > 0
+	return r.addr, r.addrOK
 }
