@@ -271,10 +271,11 @@ func matches(m *config.Match, req Request) bool {
 	return true
 }
 
-// SingleHeader returns the request header the local rules read when they
-// read exactly one (pseudo headers included, such as ":path"), so that the
-// host can be asked for that header alone instead of the whole map; ok is
-// false when they read none or several.
+// SingleHeader returns the request header the rules read (the local ones
+// in Decide, the global ones in Global.Begin) when they read exactly one
+// (pseudo headers included, such as ":path"), so that the host can be asked
+// for that header alone instead of the whole map; ok is false when they read
+// none or several.
 func (l *Limiter) SingleHeader() (name string, ok bool) {
 	var names []string
 	add := func(n string) {
@@ -287,9 +288,6 @@ func (l *Limiter) SingleHeader() (name string, ok bool) {
 	}
 	for i := range l.rules {
 		r := l.rules[i].cfg
-		if r.Global != nil {
-			continue
-		}
 		if r.Match.PathPrefix != "" {
 			add(":path")
 		}
