@@ -92,7 +92,6 @@ func hostOf(authority []byte) []byte {
 	return authority
 }
 
-// pathOf returns the path without query or fragment.
 // partHeader returns the request header key part p reads: the named header,
 // or the pseudo header of the path, method or host; "" for the client
 // address, which comes from the peer (and X-Forwarded-For, see clientIP).
@@ -125,6 +124,7 @@ func partValue(p config.KeyPart, req Request) ([]byte, bool) {
 	return v, ok
 }
 
+// pathOf returns the path without query or fragment.
 func pathOf(path []byte) []byte {
 	if i := bytes.IndexAny(path, "?#"); i >= 0 {
 		return path[:i]
