@@ -64,7 +64,6 @@ type globalRule struct {
 	keys      []string // descriptor entry keys: config.DescriptorRuleKey, then the parts
 	prefix    []byte   // shared-data key prefix of the rule's denial table
 	nsets     uint64
-	name      string
 	nameBytes []byte
 }
 
@@ -101,7 +100,6 @@ func newGlobal(l *Limiter, plugin string) *Global {
 			keys:      r.DescriptorKeys(),
 			prefix:    []byte("tokengate/" + plugin + "/" + r.Name + "/deny/"),
 			nsets:     uint64((s.CacheSlots + ways - 1) / ways),
-			name:      r.Name,
 			nameBytes: []byte(r.Name),
 		}
 	}
@@ -378,18 +376,14 @@ func (g *Global) AppendHeaders(h *Headers, d *Decision) {
 		return
 	}
 	q := g.quota[last]
-	name := g.rules[v.Rule].name
 	mode := g.l.cfg.Headers
 	if mode.Draft() {
-		h.buf = append(append(append(h.buf, '"'), name...), `";q=`...)
+		h.buf = append(append(append(h.buf, '"'), g.rules[v.Rule].nameBytes...), `";q=`...)
 		h.buf = appendInt(h.buf, q.limit)
 		h.buf = append(h.buf, ";w="...)
 		h.buf = appendInt(h.buf, q.window)
 		h.end(HeaderPolicy)
-		h.buf = append(append(append(h.buf, '"'), name...), `";r=`...)
-		h.buf = appendInt(h.buf, v.Remaining)
-		h.buf = append(h.buf, ";t="...)
-		h.buf = appendInt(h.buf, Seconds(v.Reset))
+		h.buf = g.l.appendItem(h.buf, v)
 		h.end(HeaderRateLimit)
 	}
 	if mode.Legacy() {

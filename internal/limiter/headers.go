@@ -117,10 +117,7 @@ func (l *Limiter) AppendHeaders(h *Headers, d *Decision) {
 					if len(h.buf) > start {
 						h.buf = append(h.buf, ", "...)
 					}
-					h.buf = append(h.buf, l.rules[v.Rule].remainingPrefix...)
-					h.buf = appendInt(h.buf, min(v.Remaining, maxSFInteger))
-					h.buf = append(h.buf, ";t="...)
-					h.buf = appendInt(h.buf, Seconds(v.Reset))
+					h.buf = l.appendItem(h.buf, v)
 				}
 			}
 			h.end(HeaderRateLimit)
@@ -131,6 +128,15 @@ func (l *Limiter) AppendHeaders(h *Headers, d *Decision) {
 			h.legacy(l.rules[v.Rule].cfg.Capacity, v.Remaining, v.Reset)
 		}
 	}
+}
+
+// appendItem appends the RateLimit list member of verdict v, which knows its
+// rule's state: "name";r=<remaining>;t=<seconds until reset>.
+func (l *Limiter) appendItem(dst []byte, v Verdict) []byte {
+	dst = append(dst, l.rules[v.Rule].remainingPrefix...)
+	dst = appendInt(dst, min(v.Remaining, maxSFInteger))
+	dst = append(dst, ";t="...)
+	return appendInt(dst, Seconds(v.Reset))
 }
 
 // policy returns the RateLimit-Policy value of the rules whose buckets

@@ -82,8 +82,9 @@ type rule struct {
 	limit  bucket.Limit
 	prefix []byte // shared-data key prefix of the rule's sets
 	nsets  uint64
-	policy string // the rule's RateLimit-Policy item
-	// remainingPrefix starts the rule's RateLimit item: "name";r=
+	policy string // the rule's RateLimit-Policy item (local rules)
+	// remainingPrefix starts the rule's RateLimit item: "name";r= (every
+	// rule, global ones included)
 	remainingPrefix string
 }
 
@@ -128,7 +129,7 @@ func New(cfg *config.Config, plugin string, store Store, m Metrics) *Limiter {
 	for i := range cfg.Rules {
 		r := &cfg.Rules[i]
 		if r.Global != nil { // decided by the rate limit service, not here
-			l.rules = append(l.rules, rule{cfg: r})
+			l.rules = append(l.rules, rule{cfg: r, remainingPrefix: `"` + r.Name + `";r=`})
 			continue
 		}
 		l.rules = append(l.rules, rule{
