@@ -28,6 +28,8 @@ type denialSet struct {
 	raw [denialSetLen]byte
 }
 
+// load copies b into s and reports whether it is a denial set; anything
+// else (nil, garbage) leaves s an empty set.
 func (s *denialSet) load(b []byte) bool {
 	if len(b) != denialSetLen || [4]byte(b[0:4]) != denialMagic || b[4] != ways {
 		s.raw = [denialSetLen]byte{}
@@ -61,10 +63,9 @@ func (g *Global) denialKey(ri int, fp uint64) []byte {
 // after now, and until when. A failed read is a miss.
 func (g *Global) cached(ri int, fp uint64, now int64) (int64, bool) {
 	val, _, err := g.l.store.GetSharedData(g.denialKey(ri, fp))
-	if err != nil || len(val) != denialSetLen || [4]byte(val[0:4]) != denialMagic {
+	if err != nil || !g.set.load(val) {
 		return 0, false
 	}
-	g.set.load(val)
 	for i := 0; i < ways; i++ {
 		if f, until := g.set.entry(i); f == fp && until > now {
 			return until, true
