@@ -276,17 +276,9 @@ func TestRetryBufferOverrunDuringBackoff(t *testing.T) {
 	retryJitter = func(n int64) int64 { return n - 1 }
 	t.Cleanup(func() { retryJitter = jitter })
 
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := closed.Addr().(*net.TCPAddr).Port
-	if err := closed.Close(); err != nil {
-		t.Fatal(err)
-	}
 	cfg := fixture(t)
 	uc := cfg.cluster("users")
-	uc.Endpoints = []Endpoint{{Host: "127.0.0.1", Port: port}}
+	uc.Endpoints = []Endpoint{{Host: "127.0.0.1", Port: closedPort(t)}}
 	uc.HealthCheck, uc.Outlier = nil, nil
 	r := cfg.route("users")
 	r.Timeout = 30 * time.Second

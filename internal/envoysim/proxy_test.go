@@ -3,7 +3,6 @@ package envoysim
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -187,15 +186,7 @@ func TestRetriesOnAnotherHost(t *testing.T) {
 	uc.HealthCheck = nil
 	uc.Outlier = nil
 	// A dead endpoint: connection refused.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().(*net.TCPAddr)
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	uc.Endpoints = append(uc.Endpoints, Endpoint{Host: "127.0.0.1", Port: dead.Port})
+	uc.Endpoints = append(uc.Endpoints, Endpoint{Host: "127.0.0.1", Port: closedPort(t)})
 	bs[0].status.Store(503)
 	s := startServer(t, cfg, 1, newFakeFilter())
 	c := c0()
