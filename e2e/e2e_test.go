@@ -168,6 +168,30 @@ func mustSend(t *testing.T, c *http.Client, url string, hdr ...string) reply {
 	return r
 }
 
+// rawRequest writes raw byte for byte on a new connection from the loopback address ip and
+// reads the response's headers; the test fails, saying what, if none comes within d. The
+// connection is closed when the test ends.
+func rawRequest(t *testing.T, listen, ip, raw string, d time.Duration, what string) *http.Response {
+	t.Helper()
+	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: d}
+	c, err := dialer.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() }) // the request is over: a close error changes nothing
+	if err := c.SetDeadline(time.Now().Add(d)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return resp
+}
+
 func stats(t *testing.T, g *harness.Gateway) map[string]int64 {
 	t.Helper()
 	s, err := harness.Stats(g.Admin)
@@ -243,22 +267,8 @@ func TestRateLimitPerIP(t *testing.T) {
 // (which would be never).
 func deniedUpload(t *testing.T, listen, from string) {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 2 * time.Second}
-	c, err := d.Dial("tcp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close() }() // the request is over: a close error changes nothing
-	if err := c.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(c, "POST /api/upload HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000000\r\n\r\nfirst bytes"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("a denied upload got no answer before its body: %v", err)
-	}
+	resp := rawRequest(t, listen, from, "POST /api/upload HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000000\r\n\r\nfirst bytes",
+		2*time.Second, "a denied upload got no answer before its body")
 	if err := resp.Body.Close(); err != nil {
 		t.Fatal(err)
 	}

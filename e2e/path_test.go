@@ -3,10 +3,8 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,22 +17,7 @@ import (
 // ip (a Go client would not send a backslash), and returns the status and the body.
 func rawGet(t *testing.T, listen, ip, target string) (int, string) {
 	t.Helper()
-	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	c, err := d.Dial("tcp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close() // read to the end below; a close error changes nothing
-	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n", target); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("%s: %v", target, err)
-	}
+	resp := rawRequest(t, listen, ip, "GET "+target+" HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n", 10*time.Second, target)
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("%s: %v", target, err)
