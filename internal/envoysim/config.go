@@ -88,8 +88,8 @@ type RetryPolicy struct {
 // ClusterConfig is one upstream cluster.
 type ClusterConfig struct {
 	Name           string
-	DNS            bool                              // STRICT_DNS: endpoints are host names, resolved every DNSRefresh
-	DNSFamily      clusterv3.Cluster_DnsLookupFamily // refreshed every 5 s, Envoy's default
+	DNS            bool // STRICT_DNS: endpoints are host names, resolved every 5 s (Envoy's default)
+	DNSFamily      clusterv3.Cluster_DnsLookupFamily
 	Endpoints      []Endpoint
 	ConnectTimeout time.Duration
 	HealthCheck    *HealthCheckConfig // nil: no active health checking
@@ -149,7 +149,7 @@ const (
 	defaultMaxRetries        = 3
 )
 
-// NewConfig checks a parsed bootstrap and turns it into a Config, reading the wasm module from
+// newConfig checks a parsed bootstrap and turns it into a Config, reading the wasm module from
 // disk. Every problem is reported, each with its field path.
 func newConfig(b *bootstrapv3.Bootstrap) (*Config, error) {
 	c := &Config{}
