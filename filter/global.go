@@ -31,7 +31,7 @@ func (v *vm) checkGlobal(s *stream) proxywasm.Action {
 	if st != proxywasm.StatusOK {
 		// Unknown cluster and the like: decided now. Envoy may still send
 		// a close for the token it drew; unknown tokens are ignored.
-		if d := g.Fail(&s.call, false, proxywasm.Now()); d.Denied {
+		if d := g.Fail(&s.call, false); d.Denied {
 			return v.refuse(s, g, d)
 		}
 		return proxywasm.ActionContinue
@@ -59,8 +59,7 @@ func (v *vm) OnGrpcClose(_, token uint32, status proxywasm.GrpcStatus) {
 		return
 	}
 	g := s.root.lim.Global()
-	now := proxywasm.Now()
-	v.resume(s, g, g.Fail(&s.call, g.TimedOut(&s.call, uint32(status), now), now))
+	v.resume(s, g, g.Fail(&s.call, g.TimedOut(&s.call, uint32(status), proxywasm.Now())))
 }
 
 // answer takes the stream waiting on call token, nil if none, and keeps it

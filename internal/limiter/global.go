@@ -219,14 +219,14 @@ func appendUTF8(dst, v []byte) []byte {
 func (g *Global) Answer(c *Call, msg []byte, now int64) *Decision {
 	l := g.l
 	if err := g.resp.Decode(msg); err != nil {
-		return g.Fail(c, false, now)
+		return g.Fail(c, false)
 	}
 	statuses := g.resp.Statuses
 	if len(statuses) != len(c.Rules) {
 		statuses = nil
 	}
 	if statuses == nil && g.resp.Overall == rls.CodeUnknown {
-		return g.Fail(c, false, now)
+		return g.Fail(c, false)
 	}
 	allOver := g.resp.Overall == rls.CodeOverLimit
 	for k := range statuses {
@@ -280,7 +280,7 @@ func windowLeft(window, now int64) int64 {
 // Fail decides call c by rate_limit_service.failure_mode, counted: the call
 // could not be made, failed, timed out (timeout) or gave an unreadable
 // answer.
-func (g *Global) Fail(c *Call, timeout bool, now int64) *Decision {
+func (g *Global) Fail(c *Call, timeout bool) *Decision {
 	l := g.l
 	for _, ri := range c.Rules {
 		if timeout {

@@ -213,7 +213,7 @@ func TestGlobalFailureMode(t *testing.T) {
 		case tc.msg != nil:
 			d = g.Answer(&c, tc.msg, 0)
 		default:
-			d = g.Fail(&c, tc.timeout, 0)
+			d = g.Fail(&c, tc.timeout)
 		}
 		if d.Denied != tc.denied || len(d.Verdicts) != 2 || !d.Verdicts[0].Failure || !d.Verdicts[1].Failure {
 			t.Fatalf("%s %v: %+v", tc.mode, tc.timeout, d)
