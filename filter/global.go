@@ -20,7 +20,7 @@ import (
 // admitted it.
 func (v *vm) checkGlobal(s *stream) proxywasm.Action {
 	g := s.root.lim.Global()
-	msg, d := g.Begin(&v.req, hostClock{}, &s.call)
+	msg, d := g.Begin(&v.req, &v.clock, &s.call)
 	if d != nil {
 		return v.refuse(s, g, d)
 	}

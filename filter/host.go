@@ -103,10 +103,20 @@ func logOnce(done *bool, parts ...string) {
 	proxywasm.Log(proxywasm.LogError, msg)
 }
 
-// hostClock reads the host's wall clock.
-type hostClock struct{}
+// requestClock reads the host's wall clock once per request, when first
+// asked: the local rules and the global tier decide at the same instant, for
+// one host call. The zero value has not read it.
+type requestClock struct {
+	now  int64
+	read bool
+}
 
-func (hostClock) Now() int64 { return proxywasm.Now() }
+func (c *requestClock) Now() int64 {
+	if !c.read {
+		c.now, c.read = proxywasm.Now(), true
+	}
+	return c.now
+}
 
 // metrics maps the limiter's per-rule counters to proxy-wasm metric ids.
 type metrics struct {

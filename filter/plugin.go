@@ -22,6 +22,7 @@ type vm struct {
 	// taken from calls: a panic in the callback finds it here.
 	answering *stream
 	req       request
+	clock     requestClock    // of the request being decided
 	reply     limiter.Headers // headers of the local reply being sent
 	pairs     [][2]string     // reply in pairs, for encoding
 	encoded   []byte
@@ -115,7 +116,8 @@ func (v *vm) OnRequestHeaders(id uint32, _ int, _ bool) proxywasm.Action {
 		faultHook()
 	}
 	v.req.reset(s.root.single)
-	d := s.root.lim.Decide(&v.req, hostClock{})
+	v.clock = requestClock{}
+	d := s.root.lim.Decide(&v.req, &v.clock)
 	if d.Denied {
 		return v.refuse(s, s.root.lim, d)
 	}
