@@ -131,8 +131,14 @@ func (rl *RateLimit) Stop() {
 
 // Freeze stops the service's process without closing anything (SIGSTOP): the
 // kernel still accepts connections and requests, nothing answers them, as
-// with a hung service. Thaw (SIGCONT) lets it go on.
-func (rl *RateLimit) Freeze() error { return syscall.Kill(rl.Proc.Pid(), syscall.SIGSTOP) }
+// with a hung service. It returns once the process has stopped (on Linux),
+// so a request sent after it is never answered. Thaw (SIGCONT) lets it go on.
+func (rl *RateLimit) Freeze() error {
+	if err := syscall.Kill(rl.Proc.Pid(), syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return waitStopped(rl.Proc.Pid())
+}
 
 // Thaw resumes a frozen service.
 func (rl *RateLimit) Thaw() error { return syscall.Kill(rl.Proc.Pid(), syscall.SIGCONT) }
