@@ -200,6 +200,8 @@ var expectedExports = map[string]exportSig{
 	"proxy_on_response_trailers":  {2, true},
 	"proxy_on_queue_ready":        {2, false},
 	"proxy_on_http_call_response": {5, false},
+	"proxy_on_grpc_receive":       {3, false},
+	"proxy_on_grpc_close":         {3, false},
 }
 
 func checkExports(exports map[string]api.FunctionDefinition) error {

@@ -179,6 +179,9 @@ func TestCompileRejects(t *testing.T) {
 		{"callback with a wrong signature", buildWasm(nil, []wasmExport{abiExport020, allocator,
 			{name: "proxy_on_request_headers", sig: wasmFunc{params: []byte{0x7f, 0x7f}, results: []byte{0x7f}}}}),
 			[]string{"proxy_on_request_headers(i32,i32)->(i32)"}},
+		{"gRPC callback with a wrong signature", buildWasm(nil, []wasmExport{abiExport020, allocator,
+			{name: "proxy_on_grpc_close", sig: wasmFunc{params: []byte{0x7f, 0x7f, 0x7f}, results: []byte{0x7f}}}}),
+			[]string{"proxy_on_grpc_close(i32,i32,i32)->(i32)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
